@@ -1,0 +1,52 @@
+//! The fixed set of configured services, by name.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use crate::service::ServiceHandle;
+use crate::spec::ServiceSpec;
+
+/// Every configured service's handle, in configuration order.
+#[derive(Debug)]
+pub struct Directory {
+    services: Vec<Arc<ServiceHandle>>,
+    by_name: HashMap<String, Arc<ServiceHandle>>,
+    ready: Arc<Notify>,
+}
+
+impl Directory {
+    /// Handles for the given specs.
+    pub fn new(specs: impl IntoIterator<Item = ServiceSpec>) -> Self {
+        let ready = Arc::new(Notify::new());
+        let services: Vec<Arc<ServiceHandle>> = specs
+            .into_iter()
+            .map(|s| Arc::new(ServiceHandle::new(Arc::new(s), ready.clone())))
+            .collect();
+        let by_name = services
+            .iter()
+            .map(|h| (h.name().to_owned(), h.clone()))
+            .collect();
+        Self {
+            services,
+            by_name,
+            ready,
+        }
+    }
+
+    /// All services.
+    pub fn all(&self) -> &[Arc<ServiceHandle>] {
+        &self.services
+    }
+
+    /// One service.
+    pub fn get(&self, name: &str) -> Option<&Arc<ServiceHandle>> {
+        self.by_name.get(name)
+    }
+
+    /// Fires whenever any service becomes ready.
+    pub fn ready(&self) -> &Arc<Notify> {
+        &self.ready
+    }
+}

@@ -1,0 +1,23 @@
+//! mcpvisor's engine: supervised MCP service actors, the router that picks
+//! one for each call, and the shared tables they keep.
+//!
+//! The HTTP server lives in the application crate; this crate knows nothing
+//! of HTTP downstream. See `DESIGN.md` of the project for the shape.
+
+pub mod directory;
+pub mod error;
+pub mod manifest;
+pub mod registry;
+pub mod router;
+pub mod service;
+pub mod spec;
+pub mod stream;
+pub mod supervisor;
+pub mod transport;
+
+pub use directory::Directory;
+pub use error::{CallError, Delivery, ErrorCategory};
+pub use registry::Registry;
+pub use router::{CallOutcome, Execute, Router, RouterConfig};
+pub use stream::{EventSink, StreamEvent};
+pub use supervisor::Supervisor;

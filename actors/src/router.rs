@@ -1,0 +1,306 @@
+//! The router: which service runs a call, and what happens when it fails.
+//!
+//! Choice: among the replicas offering the tool, healthy (ready, no recent
+//! failures) before degraded (ready, failing) — then higher priority, then
+//! fewer calls in flight, then lower latency. Services that are restarting,
+//! failed or disabled are skipped; if every replica is restarting, the call
+//! waits (bounded) for one to come back.
+//!
+//! Failover is immediate on a connection-level failure, and governed by one
+//! safety rule: a call goes out again only if it provably never reached the
+//! upstream, or the tool is read-only or idempotent. Otherwise the caller
+//! gets an "outcome unknown" error rather than a possible double execution.
+//!
+//! The router decides and hands the caller's event sink to the chosen
+//! service; progress flows from there straight to the caller.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use rmcp::model::{CallToolResult, JsonObject};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use crate::directory::Directory;
+use crate::error::{CallError, Delivery, ErrorCategory};
+use crate::registry::{Registry, ToolEntry};
+use crate::service::{CallJob, CallTool, ServiceHandle, ServiceState, Ticket};
+use crate::stream::{EventSink, StreamEvent};
+
+/// Router settings.
+#[derive(Debug, Clone)]
+pub struct RouterConfig {
+    /// Most attempts one call may make across replicas.
+    pub max_attempts: u32,
+    /// How long a call may wait for a restarting replica to come back.
+    pub wait_for_service: Duration,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            wait_for_service: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Runs one tool call somewhere.
+#[derive(Message)]
+#[rtype(result = "Result<CallOutcome, CallError>")]
+pub struct Execute {
+    /// Tool name as clients know it.
+    pub tool: String,
+    /// Arguments (validated against the schema before anything is sent).
+    pub arguments: Option<JsonObject>,
+    /// Where progress and status events go.
+    pub events: EventSink,
+}
+
+/// A completed call.
+#[derive(Debug, Clone)]
+pub struct CallOutcome {
+    /// The upstream's result (it may itself be a tool error: `is_error`).
+    pub result: CallToolResult,
+    /// The service that produced it.
+    pub service: String,
+    /// Attempts it took (1 = no failover).
+    pub attempts: u32,
+    /// Wall time from routing to result.
+    pub elapsed: Duration,
+}
+
+/// The routing actor.
+pub struct Router {
+    registry: Arc<Registry>,
+    directory: Arc<Directory>,
+    config: RouterConfig,
+}
+
+impl Router {
+    /// A router over the given tools and services.
+    pub fn new(registry: Arc<Registry>, directory: Arc<Directory>, config: RouterConfig) -> Self {
+        Self {
+            registry,
+            directory,
+            config,
+        }
+    }
+}
+
+impl Actor for Router {
+    type Context = Context<Self>;
+}
+
+impl Handler<Execute> for Router {
+    type Result = ResponseFuture<Result<CallOutcome, CallError>>;
+
+    fn handle(&mut self, msg: Execute, _: &mut Context<Self>) -> Self::Result {
+        let table = self.registry.snapshot();
+        let entry = table.get(&msg.tool).cloned();
+        let directory = self.directory.clone();
+        let config = self.config.clone();
+        Box::pin(async move {
+            let entry = entry.ok_or_else(|| {
+                CallError::new(
+                    ErrorCategory::NotFound,
+                    format!("no tool named `{}`", msg.tool),
+                )
+            })?;
+            check_arguments(&entry, msg.arguments.as_ref())?;
+            execute(entry, msg.arguments, msg.events, &directory, &config).await
+        })
+    }
+}
+
+/// Validates arguments against the tool's input schema.
+pub fn check_arguments(entry: &ToolEntry, arguments: Option<&JsonObject>) -> Result<(), CallError> {
+    let value = Value::Object(arguments.cloned().unwrap_or_default());
+    entry.validate(&value).map_err(|errors| {
+        CallError::new(
+            ErrorCategory::Validation,
+            format!(
+                "arguments do not match the input schema of `{}`: {}",
+                entry.tool.name,
+                errors.join("; ")
+            ),
+        )
+    })
+}
+
+/// Health rank: lower is better; `None` means "do not route here now".
+fn rank(h: &ServiceHandle) -> Option<u8> {
+    match h.state() {
+        ServiceState::Ready if h.consecutive_failures() == 0 => Some(0),
+        ServiceState::Ready => Some(1),
+        _ => None,
+    }
+}
+
+/// Candidates in routing order, skipping excluded incarnations.
+fn candidates(
+    entry: &ToolEntry,
+    directory: &Directory,
+    excluded: &[(String, u64)],
+) -> Vec<Arc<ServiceHandle>> {
+    let mut c: Vec<(u8, Arc<ServiceHandle>)> = entry
+        .providers
+        .iter()
+        .filter_map(|name| directory.get(name))
+        .filter(|h| {
+            !excluded
+                .iter()
+                .any(|(n, g)| n == h.name() && *g == h.generation())
+        })
+        .filter_map(|h| rank(h).map(|r| (r, h.clone())))
+        .collect();
+    c.sort_by(|(ra, a), (rb, b)| {
+        ra.cmp(rb)
+            .then(b.spec.priority.cmp(&a.spec.priority))
+            .then(a.in_flight().cmp(&b.in_flight()))
+            .then(a.latency_ewma_us().cmp(&b.latency_ewma_us()))
+    });
+    c.into_iter().map(|(_, h)| h).collect()
+}
+
+/// Whether any provider may still come back (restarting or starting).
+fn any_recovering(entry: &ToolEntry, directory: &Directory) -> bool {
+    entry
+        .providers
+        .iter()
+        .filter_map(|n| directory.get(n))
+        .any(|h| {
+            matches!(h.state(), ServiceState::Starting | ServiceState::Restarting)
+                || (h.state() == ServiceState::Ready && rank(h).is_none())
+        })
+}
+
+async fn execute(
+    entry: Arc<ToolEntry>,
+    arguments: Option<JsonObject>,
+    events: EventSink,
+    directory: &Directory,
+    config: &RouterConfig,
+) -> Result<CallOutcome, CallError> {
+    let started = Instant::now();
+    let safe = entry.safe_to_repeat();
+    let deadline = tokio::time::Instant::now() + config.wait_for_service;
+    let mut tried: Vec<String> = Vec::new();
+    let mut excluded: Vec<(String, u64)> = Vec::new();
+    let mut attempts = 0u32;
+    let mut last_error: Option<CallError> = None;
+    loop {
+        // Subscribe before looking, so a replica that becomes ready between
+        // the look and the wait still wakes us.
+        let ready = directory.ready().clone();
+        let notified = ready.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+
+        let Some(target) = candidates(&entry, directory, &excluded).into_iter().next() else {
+            if any_recovering(&entry, directory) && tokio::time::Instant::now() < deadline {
+                events.emit(StreamEvent::status(
+                    "waiting",
+                    format!("no replica of `{}` is ready; waiting for one", entry.group),
+                    None,
+                ));
+                if tokio::time::timeout_at(deadline, notified).await.is_ok() {
+                    excluded.clear();
+                }
+                continue;
+            }
+            let mut err = last_error.unwrap_or_else(|| {
+                CallError::new(
+                    ErrorCategory::ServiceUnavailable,
+                    format!("no service offering `{}` is available", entry.tool.name),
+                )
+            });
+            if err.category != ErrorCategory::ServiceUnavailable && err.retryable() {
+                err.message = format!("every replica failed; last error: {}", err.message);
+            }
+            for s in &tried {
+                err = err.at(s);
+            }
+            return Err(err);
+        };
+        attempts += 1;
+        let service = target.name().to_owned();
+        if !tried.contains(&service) {
+            tried.push(service.clone());
+        }
+        events.emit(StreamEvent::status(
+            if attempts == 1 {
+                "dispatched"
+            } else {
+                "failover"
+            },
+            format!(
+                "attempt {attempts}: calling `{}` on {service}",
+                entry.upstream_name
+            ),
+            Some(&service),
+        ));
+        let ticket = Ticket::new();
+        let (tx, rx) = oneshot::channel();
+        let job = CallJob {
+            name: entry.upstream_name.clone(),
+            arguments: arguments.clone(),
+            events: events.clone(),
+            ticket: ticket.clone(),
+            timeout: target.spec.limits.call_timeout(),
+        };
+        let generation = target.generation();
+        let sent = match target.addr() {
+            Some(addr) => addr.try_send(CallTool { job, reply: tx }).is_ok(),
+            None => false,
+        };
+        let outcome = if sent {
+            rx.await.unwrap_or_else(|_| {
+                // The actor died before answering. The ticket says whether
+                // the call had left for the upstream.
+                let mut e = CallError::new(
+                    ErrorCategory::Network,
+                    format!("service {service} stopped while handling the call"),
+                );
+                e.delivery = ticket.delivery();
+                Err(e)
+            })
+        } else {
+            Err(CallError::new(
+                ErrorCategory::ServiceUnavailable,
+                format!("service {service} is not accepting calls"),
+            ))
+        };
+        match outcome {
+            Ok(result) => {
+                return Ok(CallOutcome {
+                    result,
+                    service,
+                    attempts,
+                    elapsed: started.elapsed(),
+                });
+            }
+            Err(e) => {
+                let e = e.at(&service);
+                let repeatable = e.delivery == Delivery::NeverSent || safe;
+                if !e.retryable() || attempts >= config.max_attempts {
+                    return Err(with_tried(e, &tried));
+                }
+                if !repeatable {
+                    return Err(with_tried(e.outcome_unknown(), &tried));
+                }
+                tracing::info!(tool = %entry.tool.name, %service, error = %e, "failing over");
+                excluded.push((service, generation));
+                last_error = Some(e);
+            }
+        }
+    }
+}
+
+fn with_tried(mut e: CallError, tried: &[String]) -> CallError {
+    for s in tried {
+        e = e.at(s);
+    }
+    e
+}

@@ -1,0 +1,132 @@
+//! One tool call against a live upstream session.
+//!
+//! Runs as a future on the service actor's context: send `tools/call`,
+//! route the upstream's progress to the caller's sink, and race the answer
+//! against the deadline and against the caller going away — in both of
+//! those cases the upstream is told with `notifications/cancelled`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rmcp::model::{
+    CallToolRequest, CallToolRequestParams, CallToolResult, CancelledNotificationParam,
+    ClientRequest, JsonObject, RequestId, ServerResult,
+};
+use rmcp::service::{Peer, PeerRequestOptions, RequestHandle, RoleClient};
+
+use crate::error::{CallError, Delivery, ErrorCategory};
+use crate::stream::EventSink;
+use crate::transport::UpstreamHandler;
+use crate::transport::errors::from_service_error;
+
+/// Whether a call has been handed to the upstream. Shared with the router,
+/// which reads it when a service dies before answering: a call that was
+/// never sent can go anywhere again; one that was may have run.
+#[derive(Debug, Clone, Default)]
+pub struct Ticket(Arc<AtomicBool>);
+
+impl Ticket {
+    /// A ticket for a call not yet sent.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub(crate) fn mark_sent(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+    /// Delivery as far as we know it.
+    pub fn delivery(&self) -> Delivery {
+        if self.0.load(Ordering::Acquire) {
+            Delivery::MaybeSent
+        } else {
+            Delivery::NeverSent
+        }
+    }
+}
+
+/// What the service actor needs to run one call.
+pub struct CallJob {
+    pub name: String,
+    pub arguments: Option<JsonObject>,
+    pub events: EventSink,
+    pub ticket: Ticket,
+    pub timeout: Duration,
+}
+
+/// Runs one call to completion.
+pub async fn run(
+    peer: Peer<RoleClient>,
+    handler: UpstreamHandler,
+    job: CallJob,
+) -> (Result<CallToolResult, CallError>, Duration) {
+    let started = Instant::now();
+    let mut params = CallToolRequestParams::new(job.name);
+    params.arguments = job.arguments;
+    let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+    job.ticket.mark_sent();
+    let handle = match peer
+        .send_request_with_option(request, PeerRequestOptions::no_options())
+        .await
+    {
+        Ok(h) => h,
+        Err(e) => return (Err(from_service_error(e, false)), started.elapsed()),
+    };
+    let RequestHandle {
+        rx,
+        id,
+        progress_token,
+        ..
+    } = handle;
+    let _route = handler.watch_progress(progress_token, job.events.clone());
+    let outcome = tokio::select! {
+        answer = tokio::time::timeout(job.timeout, rx) => match answer {
+            Ok(Ok(Ok(result))) => into_call_result(result),
+            Ok(Ok(Err(e))) => Err(from_service_error(e, true)),
+            Ok(Err(_)) => Err(CallError::new(ErrorCategory::Network, "upstream connection closed").maybe_sent()),
+            Err(_) => {
+                cancel(&peer, id, "deadline exceeded").await;
+                Err(CallError::new(
+                    ErrorCategory::Timeout,
+                    format!("no answer within {} ms", job.timeout.as_millis()),
+                )
+                .maybe_sent())
+            }
+        },
+        () = job.events.closed() => {
+            cancel(&peer, id, "client went away").await;
+            Err(CallError::new(ErrorCategory::Cancelled, "the caller went away").maybe_sent())
+        }
+    };
+    (outcome, started.elapsed())
+}
+
+async fn cancel(peer: &Peer<RoleClient>, id: RequestId, reason: &str) {
+    let params = CancelledNotificationParam::new(Some(id), Some(reason.to_owned()));
+    if let Err(e) = peer.notify_cancelled(params).await {
+        tracing::debug!(error = %e, "could not send notifications/cancelled");
+    }
+}
+
+/// Accepts the result shapes a `tools/call` may legitimately produce.
+fn into_call_result(result: ServerResult) -> Result<CallToolResult, CallError> {
+    match result {
+        ServerResult::CallToolResult(r) => Ok(r),
+        // A bare `{}` parses as an empty result: a tool with no output.
+        ServerResult::EmptyResult(_) => Ok(CallToolResult::success(Vec::new())),
+        other => Err(CallError::new(
+            ErrorCategory::Protocol,
+            format!("unexpected reply to tools/call: {}", variant_name(&other)),
+        )
+        .maybe_sent()),
+    }
+}
+
+fn variant_name(r: &ServerResult) -> String {
+    serde_json::to_value(r)
+        .ok()
+        .and_then(|v| {
+            v.as_object()
+                .map(|o| o.keys().cloned().collect::<Vec<_>>().join(","))
+        })
+        .unwrap_or_else(|| "unknown".into())
+}

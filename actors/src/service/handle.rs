@@ -1,0 +1,298 @@
+//! The shared, always-readable face of one service.
+//!
+//! A [`ServiceHandle`] outlives every restart of its service actor: the
+//! supervisor creates it once from the spec, swaps the actor address in and
+//! out, and the actor writes its state here. The router and the HTTP layer
+//! read it on every request without sending a message.
+
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use actix::Addr;
+use arc_swap::ArcSwapOption;
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use super::ServiceActor;
+use crate::spec::ServiceSpec;
+
+/// Lifecycle state of a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[repr(u8)]
+pub enum ServiceState {
+    /// Launching and negotiating.
+    Starting = 0,
+    /// Connected and serving.
+    Ready = 1,
+    /// Crashed; a restart is scheduled.
+    Restarting = 2,
+    /// Restart intensity exceeded; no more restarts.
+    Failed = 3,
+    /// Switched off by an operator or by config.
+    Disabled = 4,
+    /// Stopped because the daemon is shutting down.
+    Stopped = 5,
+}
+
+impl ServiceState {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            0 => Self::Starting,
+            1 => Self::Ready,
+            2 => Self::Restarting,
+            3 => Self::Failed,
+            4 => Self::Disabled,
+            _ => Self::Stopped,
+        }
+    }
+}
+
+/// Shared state of one service.
+pub struct ServiceHandle {
+    /// The service's spec.
+    pub spec: Arc<ServiceSpec>,
+    state: AtomicU8,
+    addr: ArcSwapOption<Addr<ServiceActor>>,
+    generation: AtomicU64,
+    restarts: AtomicU32,
+    in_flight: AtomicUsize,
+    queued: AtomicUsize,
+    consecutive_failures: AtomicU32,
+    calls_ok: AtomicU64,
+    calls_failed: AtomicU64,
+    last_latency_us: AtomicU64,
+    latency_ewma_us: AtomicU64,
+    pid: AtomicU32,
+    detail: Mutex<Detail>,
+    /// Fires whenever the service becomes ready (for callers waiting on a restart).
+    ready: Arc<Notify>,
+}
+
+#[derive(Default)]
+struct Detail {
+    protocol: Option<String>,
+    server: Option<String>,
+    last_error: Option<String>,
+    last_exit: Option<String>,
+    up_since: Option<(Instant, u64)>,
+}
+
+impl std::fmt::Debug for ServiceHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceHandle")
+            .field("name", &self.spec.name)
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+impl ServiceHandle {
+    /// A handle for a service that has not started yet. `ready` is shared by
+    /// all services, so a caller can wait for "any replica came up".
+    pub fn new(spec: Arc<ServiceSpec>, ready: Arc<Notify>) -> Self {
+        let state = if spec.enabled {
+            ServiceState::Starting
+        } else {
+            ServiceState::Disabled
+        };
+        Self {
+            spec,
+            state: AtomicU8::new(state as u8),
+            addr: ArcSwapOption::empty(),
+            generation: AtomicU64::new(0),
+            restarts: AtomicU32::new(0),
+            in_flight: AtomicUsize::new(0),
+            queued: AtomicUsize::new(0),
+            consecutive_failures: AtomicU32::new(0),
+            calls_ok: AtomicU64::new(0),
+            calls_failed: AtomicU64::new(0),
+            last_latency_us: AtomicU64::new(0),
+            latency_ewma_us: AtomicU64::new(0),
+            pid: AtomicU32::new(0),
+            detail: Mutex::new(Detail::default()),
+            ready,
+        }
+    }
+
+    /// Service name.
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    /// Current state.
+    pub fn state(&self) -> ServiceState {
+        ServiceState::from_u8(self.state.load(Ordering::Acquire))
+    }
+
+    /// The live actor, when there is one.
+    pub fn addr(&self) -> Option<Arc<Addr<ServiceActor>>> {
+        self.addr.load_full()
+    }
+
+    /// Which incarnation of the actor is current (increases on restart).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Calls sent upstream and not yet answered.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Failed calls or probes in a row.
+    pub fn consecutive_failures(&self) -> u32 {
+        self.consecutive_failures.load(Ordering::Relaxed)
+    }
+
+    /// Smoothed call latency in microseconds (0 before the first call).
+    pub fn latency_ewma_us(&self) -> u64 {
+        self.latency_ewma_us.load(Ordering::Relaxed)
+    }
+
+    /// Restarts so far.
+    pub fn restarts(&self) -> u32 {
+        self.restarts.load(Ordering::Relaxed)
+    }
+
+    /// Resolves the next time any service becomes ready.
+    pub fn ready_notify(&self) -> &Arc<Notify> {
+        &self.ready
+    }
+
+    fn detail(&self) -> std::sync::MutexGuard<'_, Detail> {
+        self.detail.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    // ---- written by the supervisor ----
+
+    pub(crate) fn attach(&self, addr: Addr<ServiceActor>, generation: u64) {
+        self.generation.store(generation, Ordering::Release);
+        self.addr.store(Some(Arc::new(addr)));
+        self.set_state(ServiceState::Starting);
+    }
+
+    pub(crate) fn detach(&self, state: ServiceState, exit: &str) {
+        self.addr.store(None);
+        self.set_state(state);
+        self.pid.store(0, Ordering::Relaxed);
+        self.in_flight.store(0, Ordering::Relaxed);
+        self.queued.store(0, Ordering::Relaxed);
+        let mut d = self.detail();
+        d.last_exit = Some(exit.to_owned());
+        d.up_since = None;
+    }
+
+    pub(crate) fn count_restart(&self) {
+        self.restarts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_state(&self, state: ServiceState) {
+        self.state.store(state as u8, Ordering::Release);
+    }
+
+    // ---- written by the service actor ----
+
+    pub(crate) fn mark_ready(&self, protocol: &str, server: Option<String>, pid: Option<u32>) {
+        {
+            let mut d = self.detail();
+            d.protocol = Some(protocol.to_owned());
+            d.server = server;
+            d.up_since = Some((Instant::now(), unix_ms()));
+        }
+        self.pid.store(pid.unwrap_or(0), Ordering::Relaxed);
+        self.consecutive_failures.store(0, Ordering::Relaxed);
+        self.set_state(ServiceState::Ready);
+        self.ready.notify_waiters();
+    }
+
+    pub(crate) fn set_load(&self, in_flight: usize, queued: usize) {
+        self.in_flight.store(in_flight, Ordering::Relaxed);
+        self.queued.store(queued, Ordering::Relaxed);
+    }
+
+    pub(crate) fn record_success(&self, latency: std::time::Duration, is_call: bool) {
+        let us = latency.as_micros().min(u64::MAX as u128) as u64;
+        if is_call {
+            self.calls_ok.fetch_add(1, Ordering::Relaxed);
+            self.last_latency_us.store(us, Ordering::Relaxed);
+            let old = self.latency_ewma_us.load(Ordering::Relaxed);
+            let new = if old == 0 { us } else { (old * 4 + us) / 5 };
+            self.latency_ewma_us.store(new, Ordering::Relaxed);
+        }
+        self.consecutive_failures.store(0, Ordering::Relaxed);
+    }
+
+    pub(crate) fn record_failure(&self, error: &str, is_call: bool) -> u32 {
+        if is_call {
+            self.calls_failed.fetch_add(1, Ordering::Relaxed);
+        }
+        self.detail().last_error = Some(error.to_owned());
+        self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// A serialisable picture of the service.
+    pub fn snapshot(&self) -> ServiceSnapshot {
+        let d = self.detail();
+        ServiceSnapshot {
+            name: self.spec.name.clone(),
+            group: self.spec.group().to_owned(),
+            transport: self.spec.transport,
+            priority: self.spec.priority,
+            state: self.state(),
+            protocol: d.protocol.clone(),
+            server: d.server.clone(),
+            pid: match self.pid.load(Ordering::Relaxed) {
+                0 => None,
+                p => Some(p),
+            },
+            restarts: self.restarts(),
+            generation: self.generation(),
+            in_flight: self.in_flight(),
+            queued: self.queued.load(Ordering::Relaxed),
+            calls_ok: self.calls_ok.load(Ordering::Relaxed),
+            calls_failed: self.calls_failed.load(Ordering::Relaxed),
+            consecutive_failures: self.consecutive_failures(),
+            last_latency_ms: self.last_latency_us.load(Ordering::Relaxed) as f64 / 1000.0,
+            latency_ewma_ms: self.latency_ewma_us() as f64 / 1000.0,
+            up_since_ms: d.up_since.map(|(_, ms)| ms),
+            uptime_secs: d.up_since.map(|(at, _)| at.elapsed().as_secs()),
+            last_error: d.last_error.clone(),
+            last_exit: d.last_exit.clone(),
+        }
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// What `/api/services` shows for one service.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceSnapshot {
+    pub name: String,
+    pub group: String,
+    pub transport: crate::spec::TransportKind,
+    pub priority: crate::manifest::Priority,
+    pub state: ServiceState,
+    pub protocol: Option<String>,
+    pub server: Option<String>,
+    pub pid: Option<u32>,
+    pub restarts: u32,
+    pub generation: u64,
+    pub in_flight: usize,
+    pub queued: usize,
+    pub calls_ok: u64,
+    pub calls_failed: u64,
+    pub consecutive_failures: u32,
+    pub last_latency_ms: f64,
+    pub latency_ewma_ms: f64,
+    pub up_since_ms: Option<u64>,
+    pub uptime_secs: Option<u64>,
+    pub last_error: Option<String>,
+    pub last_exit: Option<String>,
+}

@@ -1,0 +1,380 @@
+//! `ServiceActor`: one upstream MCP service, owned by one actor.
+//!
+//! The actor owns its connection, its health timer and its call queue. It
+//! starts by connecting (calls that arrive meanwhile wait in the queue), then
+//! dispatches calls up to its in-flight limit. Anything that breaks the
+//! connection — the child exiting, the session closing, health probes
+//! failing in a row, a panic in a handler — ends the actor; its
+//! [`ExitNotice`] tells the supervisor why, and the supervisor starts a fresh
+//! actor from the spec. Calls still queued at that moment were never sent,
+//! and the router re-dispatches them (see [`call::Ticket`]).
+
+pub mod call;
+mod handle;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use rmcp::model::{
+    CallToolResult, ClientRequest, DiscoverRequest, DiscoverRequestParams, PingRequest,
+};
+use rmcp::service::{Peer, RoleClient};
+use tokio::sync::{mpsc, oneshot};
+
+pub use call::{CallJob, Ticket};
+pub use handle::{ServiceHandle, ServiceSnapshot, ServiceState};
+
+use crate::error::{CallError, ErrorCategory};
+use crate::registry::Registry;
+use crate::transport::errors::from_service_error;
+use crate::transport::{self, Connection, UpstreamEvent, UpstreamHandler};
+
+/// Why a service actor ended, as the supervisor hears it.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct ServiceDown {
+    /// The service.
+    pub service: String,
+    /// The incarnation that ended.
+    pub generation: u64,
+    /// What happened.
+    pub reason: String,
+    /// Whether a handler panicked.
+    pub panicked: bool,
+    /// Whether the stop was asked for (shutdown, disable): no restart.
+    pub requested: bool,
+}
+
+/// Sends [`ServiceDown`] when the actor is dropped — including when a
+/// panic unwinds through it, where actix runs no `stopped()` hook.
+struct ExitNotice {
+    supervisor: Recipient<ServiceDown>,
+    service: String,
+    generation: u64,
+    reason: Option<String>,
+    requested: bool,
+}
+
+impl Drop for ExitNotice {
+    fn drop(&mut self) {
+        let panicked = std::thread::panicking();
+        let reason = match (&self.reason, panicked) {
+            (_, true) => "panic in a service actor handler".to_owned(),
+            (Some(r), false) => r.clone(),
+            (None, false) => "actor stopped".to_owned(),
+        };
+        self.supervisor.do_send(ServiceDown {
+            service: self.service.clone(),
+            generation: self.generation,
+            reason,
+            panicked,
+            requested: self.requested && !panicked,
+        });
+    }
+}
+
+/// Asks the service to run one tool call. The outcome arrives on `reply`;
+/// if the actor dies first, `reply` is dropped and `ticket` says whether
+/// the call had been sent.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CallTool {
+    /// The call.
+    pub job: CallJob,
+    /// Where the outcome goes.
+    pub reply: oneshot::Sender<Result<CallToolResult, CallError>>,
+}
+
+/// Makes the next message handler panic: the restart drill's fault.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct InjectPanic;
+
+/// Stops the service for good (shutdown or disable).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Shutdown {
+    /// Why.
+    pub reason: String,
+}
+
+struct Live {
+    peer: Peer<RoleClient>,
+    handler: UpstreamHandler,
+    stateless: bool,
+}
+
+/// The actor owning one upstream.
+pub struct ServiceActor {
+    handle: Arc<ServiceHandle>,
+    registry: Arc<Registry>,
+    live: Option<Live>,
+    queue: VecDeque<CallTool>,
+    in_flight: usize,
+    probe_in_flight: bool,
+    exit: ExitNotice,
+}
+
+impl ServiceActor {
+    /// A new incarnation of a service (started by the supervisor).
+    pub fn new(
+        handle: Arc<ServiceHandle>,
+        registry: Arc<Registry>,
+        supervisor: Recipient<ServiceDown>,
+        generation: u64,
+    ) -> Self {
+        let service = handle.name().to_owned();
+        Self {
+            handle,
+            registry,
+            live: None,
+            queue: VecDeque::new(),
+            in_flight: 0,
+            probe_in_flight: false,
+            exit: ExitNotice {
+                supervisor,
+                service,
+                generation,
+                reason: None,
+                requested: false,
+            },
+        }
+    }
+
+    fn name(&self) -> &str {
+        self.handle.name()
+    }
+
+    /// Ends this incarnation; the supervisor decides what comes next.
+    fn crash(&mut self, ctx: &mut Context<Self>, reason: String) {
+        if self.exit.reason.is_none() {
+            tracing::warn!(service = %self.name(), %reason, "service down");
+            self.exit.reason = Some(reason);
+        }
+        ctx.stop();
+    }
+
+    fn connected(
+        &mut self,
+        ctx: &mut Context<Self>,
+        conn: Connection,
+        events: mpsc::UnboundedReceiver<UpstreamEvent>,
+        handler: UpstreamHandler,
+    ) {
+        let protocol = conn.protocol().to_string();
+        let server = conn
+            .info
+            .server_info
+            .as_ref()
+            .map(|i| format!("{} {}", i.name, i.version));
+        tracing::info!(service = %self.name(), %protocol, server = server.as_deref().unwrap_or("?"), pid = ?conn.pid, "service connected");
+        self.live = Some(Live {
+            peer: conn.peer.clone(),
+            handler,
+            stateless: conn.stateless(),
+        });
+        // The connection's resources live in this future; it resolves when
+        // the upstream goes away.
+        ctx.spawn(
+            conn.closed
+                .into_actor(self)
+                .map(|reason, act, ctx| act.crash(ctx, reason)),
+        );
+        ctx.add_stream(futures::stream::unfold(events, |mut rx| async move {
+            rx.recv().await.map(|e| (e, rx))
+        }));
+        self.handle.mark_ready(&protocol, server, conn.pid);
+        self.refresh_tools(ctx);
+        self.dispatch(ctx);
+    }
+
+    fn refresh_tools(&mut self, ctx: &mut Context<Self>) {
+        let Some(live) = &self.live else { return };
+        let peer = live.peer.clone();
+        let timeout = self.handle.spec.limits.call_timeout();
+        ctx.spawn(
+            async move { tokio::time::timeout(timeout, peer.list_all_tools()).await }
+                .into_actor(self)
+                .map(|result, act, _ctx| match result {
+                    Ok(Ok(tools)) => {
+                        tracing::debug!(service = %act.name(), tools = tools.len(), "tools listed");
+                        act.registry.set_live_tools(act.name(), tools);
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(service = %act.name(), error = %e, "tools/list failed")
+                    }
+                    Err(_) => tracing::warn!(service = %act.name(), "tools/list timed out"),
+                }),
+        );
+    }
+
+    /// Sends queued calls upstream while there is room.
+    fn dispatch(&mut self, ctx: &mut Context<Self>) {
+        let limit = self.handle.spec.limits.max_in_flight.max(1);
+        while self.in_flight < limit {
+            let Some(live) = &self.live else { break };
+            let Some(CallTool { job, reply }) = self.queue.pop_front() else {
+                break;
+            };
+            if reply.is_closed() {
+                continue; // the caller gave up while the call waited
+            }
+            self.in_flight += 1;
+            let fut = call::run(live.peer.clone(), live.handler.clone(), job);
+            ctx.spawn(
+                fut.into_actor(self)
+                    .map(move |(outcome, latency), act, ctx| {
+                        act.in_flight -= 1;
+                        act.observe_call(ctx, &outcome, latency);
+                        let _ = reply.send(outcome);
+                        act.dispatch(ctx);
+                    }),
+            );
+        }
+        self.handle.set_load(self.in_flight, self.queue.len());
+    }
+
+    fn observe_call(
+        &mut self,
+        ctx: &mut Context<Self>,
+        outcome: &Result<CallToolResult, CallError>,
+        latency: Duration,
+    ) {
+        match outcome {
+            Ok(_) => self.handle.record_success(latency, true),
+            Err(e) if e.category.blames_service() => {
+                self.handle.record_failure(&e.to_string(), true);
+                if e.category == ErrorCategory::Network
+                    && self
+                        .live
+                        .as_ref()
+                        .is_some_and(|l| l.peer.is_transport_closed())
+                {
+                    self.crash(ctx, format!("connection lost: {}", e.message));
+                }
+            }
+            Err(e) => {
+                // The service answered; the call itself failed.
+                let _ = e;
+                self.handle.record_success(latency, false);
+            }
+        }
+    }
+
+    /// One health probe: the cheapest round-trip the upstream's era has.
+    fn probe(&mut self, ctx: &mut Context<Self>) {
+        let Some(live) = &self.live else { return };
+        if self.probe_in_flight {
+            return;
+        }
+        self.probe_in_flight = true;
+        let peer = live.peer.clone();
+        let request = if live.stateless {
+            ClientRequest::DiscoverRequest(DiscoverRequest::new(DiscoverRequestParams {}))
+        } else {
+            ClientRequest::PingRequest(PingRequest::default())
+        };
+        let timeout = Duration::from_millis(self.handle.spec.health.timeout_ms);
+        let started = Instant::now();
+        ctx.spawn(
+            async move { tokio::time::timeout(timeout, peer.send_request(request)).await }
+                .into_actor(self)
+                .map(move |result, act, ctx| {
+                    act.probe_in_flight = false;
+                    let failure = match result {
+                        Ok(Ok(_)) => None,
+                        Ok(Err(e)) => Some(from_service_error(e, true).to_string()),
+                        Err(_) => Some(format!("probe timed out after {} ms", timeout.as_millis())),
+                    };
+                    match failure {
+                        None => act.handle.record_success(started.elapsed(), false),
+                        Some(reason) => {
+                            let n = act.handle.record_failure(&reason, false);
+                            tracing::warn!(service = %act.name(), failures = n, %reason, "health probe failed");
+                            if n >= act.handle.spec.health.restart_after_failures.max(1) {
+                                act.crash(ctx, format!("{n} health probes failed in a row ({reason})"));
+                            }
+                        }
+                    }
+                }),
+        );
+    }
+}
+
+impl Actor for ServiceActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(self.handle.spec.limits.max_queue.max(16));
+        let spec = self.handle.spec.clone();
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let handler = UpstreamHandler::new(events_tx);
+        let timeout = spec.limits.connect_timeout();
+        let connect_handler = handler.clone();
+        ctx.spawn(
+            async move { transport::connect(&spec, connect_handler, timeout).await }
+                .into_actor(self)
+                .map(move |result, act, ctx| match result {
+                    Ok(conn) => act.connected(ctx, conn, events_rx, handler),
+                    Err(e) => act.crash(ctx, format!("connect failed: {e}")),
+                }),
+        );
+        let interval = Duration::from_millis(self.handle.spec.health.interval_ms.max(10));
+        ctx.run_interval(interval, |act, ctx| act.probe(ctx));
+    }
+}
+
+impl Handler<CallTool> for ServiceActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: CallTool, ctx: &mut Context<Self>) {
+        if self.queue.len() >= self.handle.spec.limits.max_queue {
+            let err = CallError::new(
+                ErrorCategory::Overload,
+                format!(
+                    "{} calls already waiting for {}",
+                    self.queue.len(),
+                    self.name()
+                ),
+            );
+            let _ = msg.reply.send(Err(err));
+            return;
+        }
+        self.queue.push_back(msg);
+        self.dispatch(ctx);
+    }
+}
+
+impl Handler<InjectPanic> for ServiceActor {
+    type Result = ();
+
+    fn handle(&mut self, _: InjectPanic, _: &mut Context<Self>) {
+        panic!(
+            "injected panic in service actor `{}` (restart drill)",
+            self.name()
+        );
+    }
+}
+
+impl Handler<Shutdown> for ServiceActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Shutdown, ctx: &mut Context<Self>) {
+        self.exit.requested = true;
+        self.crash(ctx, msg.reason);
+    }
+}
+
+impl StreamHandler<UpstreamEvent> for ServiceActor {
+    fn handle(&mut self, event: UpstreamEvent, ctx: &mut Context<Self>) {
+        match event {
+            UpstreamEvent::ToolsChanged => self.refresh_tools(ctx),
+        }
+    }
+
+    /// The event stream ends with the connection; the connection's own
+    /// watcher reports that, so nothing to do here.
+    fn finished(&mut self, _: &mut Context<Self>) {}
+}

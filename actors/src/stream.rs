@@ -1,0 +1,159 @@
+//! The events a tool call produces while it runs.
+//!
+//! A call's events travel on one bounded channel from the service actor that
+//! runs it straight to the HTTP handler that renders them — as MCP
+//! `notifications/progress` on `/mcp`, as named SSE events on
+//! `/api/mcp/stream`. The final outcome is not an event: it is the reply to
+//! the `Execute` message, so it can never be lost to a full channel.
+
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+/// Something that happened during a call, before its outcome.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum StreamEvent {
+    /// A routing, queueing or retry status line.
+    Status {
+        /// Machine-readable stage, e.g. `dispatched`, `queued`, `failover`.
+        stage: &'static str,
+        /// Human-readable detail.
+        message: String,
+        /// Service concerned, if any.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        service: Option<String>,
+    },
+    /// Upstream progress (`notifications/progress`) for this call.
+    Progress {
+        /// Progress so far; increases with every event.
+        progress: f64,
+        /// Total, when the upstream knows it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        total: Option<f64>,
+        /// Upstream's description of the step.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
+}
+
+impl StreamEvent {
+    /// A status line.
+    pub fn status(stage: &'static str, message: impl Into<String>, service: Option<&str>) -> Self {
+        Self::Status {
+            stage,
+            message: message.into(),
+            service: service.map(str::to_owned),
+        }
+    }
+}
+
+/// Where a call's events go. Cheap to clone; sending never blocks the
+/// engine: when the consumer is slower than the upstream, progress events
+/// are dropped rather than queued without bound (the final outcome is never
+/// an event, so nothing essential is lost).
+#[derive(Debug, Clone)]
+pub struct EventSink {
+    tx: Option<mpsc::Sender<StreamEvent>>,
+}
+
+impl EventSink {
+    /// A sink feeding `tx`.
+    pub fn new(tx: mpsc::Sender<StreamEvent>) -> Self {
+        Self { tx: Some(tx) }
+    }
+
+    /// A sink that discards everything (for calls nobody watches).
+    pub fn discard() -> Self {
+        Self { tx: None }
+    }
+
+    /// A channel of the given capacity and its sink.
+    pub fn channel(capacity: usize) -> (Self, mpsc::Receiver<StreamEvent>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        (Self::new(tx), rx)
+    }
+
+    /// Emits an event without waiting; drops it if the consumer lags.
+    pub fn emit(&self, event: StreamEvent) {
+        if let Some(tx) = &self.tx
+            && let Err(mpsc::error::TrySendError::Full(ev)) = tx.try_send(event)
+        {
+            tracing::debug!(?ev, "event channel full; dropping event");
+        }
+    }
+
+    /// Whether the consumer has gone away (the HTTP client disconnected).
+    pub fn is_closed(&self) -> bool {
+        self.tx.as_ref().is_some_and(|tx| tx.is_closed())
+    }
+
+    /// Resolves when the consumer goes away; never, for a discarding sink.
+    pub async fn closed(&self) {
+        match &self.tx {
+            Some(tx) => tx.closed().await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// Splits the array at `pointer` inside `value` into chunks of `size` items.
+///
+/// Returns the chunks and the value with the array replaced by an empty one,
+/// so the final result still carries every other field. `None` when there is
+/// no array at the pointer (the result is then delivered whole).
+pub fn split_chunks(
+    mut value: Value,
+    pointer: &str,
+    size: usize,
+) -> Option<(Vec<Vec<Value>>, Value)> {
+    let slot = value.pointer_mut(pointer)?;
+    let Value::Array(items) = std::mem::take(slot) else {
+        return None;
+    };
+    *slot = Value::Array(Vec::new());
+    let size = size.max(1);
+    let mut chunks = Vec::with_capacity(items.len().div_ceil(size));
+    let mut iter = items.into_iter().peekable();
+    while iter.peek().is_some() {
+        chunks.push(iter.by_ref().take(size).collect());
+    }
+    Some((chunks, value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn chunks_split_the_array_and_keep_the_rest() {
+        let v = json!({"data": [1, 2, 3, 4, 5], "next_page": null});
+        let (chunks, rest) = split_chunks(v, "/data", 2).unwrap();
+        assert_eq!(
+            chunks,
+            vec![
+                vec![json!(1), json!(2)],
+                vec![json!(3), json!(4)],
+                vec![json!(5)]
+            ]
+        );
+        assert_eq!(rest, json!({"data": [], "next_page": null}));
+    }
+
+    #[test]
+    fn no_array_means_no_chunks() {
+        assert!(split_chunks(json!({"data": {"gid": "1"}}), "/data", 2).is_none());
+        assert!(split_chunks(json!({"x": 1}), "/data", 2).is_none());
+    }
+
+    #[tokio::test]
+    async fn sink_reports_closed_consumer() {
+        let (sink, rx) = EventSink::channel(4);
+        sink.emit(StreamEvent::status("queued", "waiting", None));
+        assert!(!sink.is_closed());
+        drop(rx);
+        sink.closed().await;
+        assert!(sink.is_closed());
+    }
+}

@@ -1,0 +1,167 @@
+//! The supervisor: starts every service actor and restarts the ones that die.
+//!
+//! Restarts follow the OTP recipe: each restart waits an exponentially
+//! growing backoff, and more than `max_restarts` inside `window_secs` marks
+//! the service `failed` instead of restarting it forever — a crash loop is a
+//! state to report, not to repeat. A restart always builds a fresh actor
+//! from the service's spec.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+
+use crate::directory::Directory;
+use crate::registry::Registry;
+use crate::service::{
+    InjectPanic, ServiceActor, ServiceDown, ServiceHandle, ServiceState, Shutdown,
+};
+
+/// Starts, watches and restarts the service actors.
+pub struct Supervisor {
+    directory: Arc<Directory>,
+    registry: Arc<Registry>,
+    restarts: HashMap<String, VecDeque<Instant>>,
+    stopping: bool,
+}
+
+impl Supervisor {
+    /// A supervisor for every service in the directory.
+    pub fn new(directory: Arc<Directory>, registry: Arc<Registry>) -> Self {
+        Self {
+            directory,
+            registry,
+            restarts: HashMap::new(),
+            stopping: false,
+        }
+    }
+
+    fn start_service(&mut self, handle: &Arc<ServiceHandle>, ctx: &mut Context<Self>) {
+        if self.stopping {
+            return;
+        }
+        let generation = handle.generation() + 1;
+        let actor = ServiceActor::new(
+            handle.clone(),
+            self.registry.clone(),
+            ctx.address().recipient(),
+            generation,
+        );
+        let addr = actor.start();
+        handle.attach(addr, generation);
+        tracing::info!(service = %handle.name(), generation, "service started");
+    }
+}
+
+impl Actor for Supervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let directory = self.directory.clone();
+        for handle in directory.all() {
+            if handle.spec.enabled {
+                self.start_service(handle, ctx);
+            }
+        }
+    }
+}
+
+impl Handler<ServiceDown> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ServiceDown, ctx: &mut Context<Self>) {
+        let Some(handle) = self.directory.get(&msg.service).cloned() else {
+            return;
+        };
+        if msg.generation != handle.generation() {
+            return; // a stale notice from an incarnation already replaced
+        }
+        if msg.requested || self.stopping {
+            handle.detach(ServiceState::Stopped, &msg.reason);
+            return;
+        }
+        let policy = &handle.spec.restart;
+        let window = Duration::from_secs(policy.window_secs);
+        let history = self.restarts.entry(msg.service.clone()).or_default();
+        let now = Instant::now();
+        while history
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > window)
+        {
+            history.pop_front();
+        }
+        if history.len() >= policy.max_restarts as usize {
+            tracing::error!(
+                service = %msg.service,
+                reason = %msg.reason,
+                restarts = history.len(),
+                window_secs = policy.window_secs,
+                "restart intensity exceeded; service marked failed"
+            );
+            handle.detach(ServiceState::Failed, &msg.reason);
+            return;
+        }
+        let backoff = policy.backoff(history.len() as u32);
+        history.push_back(now);
+        handle.count_restart();
+        handle.detach(ServiceState::Restarting, &msg.reason);
+        tracing::warn!(
+            service = %msg.service,
+            reason = %msg.reason,
+            panicked = msg.panicked,
+            backoff_ms = backoff.as_millis() as u64,
+            restarts = handle.restarts(),
+            "restarting service"
+        );
+        ctx.run_later(backoff, move |act, ctx| {
+            if handle.state() == ServiceState::Restarting {
+                act.start_service(&handle, ctx);
+            }
+        });
+    }
+}
+
+/// Stops every service (daemon shutdown). Resolves once each has been told.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct StopAll;
+
+impl Handler<StopAll> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, _: StopAll, _: &mut Context<Self>) {
+        self.stopping = true;
+        for handle in self.directory.all() {
+            if let Some(addr) = handle.addr() {
+                addr.do_send(Shutdown {
+                    reason: "daemon shutting down".into(),
+                });
+            }
+        }
+    }
+}
+
+/// Injects a fault into a running service (the restart drill).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct InjectFault {
+    /// The service.
+    pub service: String,
+}
+
+impl Handler<InjectFault> for Supervisor {
+    type Result = Result<(), String>;
+
+    fn handle(&mut self, msg: InjectFault, _: &mut Context<Self>) -> Self::Result {
+        let handle = self
+            .directory
+            .get(&msg.service)
+            .ok_or_else(|| format!("no service named `{}`", msg.service))?;
+        let addr = handle
+            .addr()
+            .ok_or_else(|| format!("service `{}` is not running", msg.service))?;
+        addr.do_send(InjectPanic);
+        Ok(())
+    }
+}

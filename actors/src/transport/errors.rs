@@ -1,0 +1,156 @@
+//! Translation of rmcp's errors into categorised [`CallError`]s.
+//!
+//! The delivery flag matters most here: an error that provably happened
+//! before the request left (connect refused, HTTP 429/503 answered without
+//! running anything) is `NeverSent` and safe to re-send anywhere.
+
+use std::error::Error as StdError;
+use std::time::Duration;
+
+use rmcp::model::ErrorCode;
+use rmcp::service::{ClientInitializeError, ServiceError};
+use rmcp::transport::streamable_http_client::HttpStatusError;
+
+use crate::error::{CallError, Delivery, ErrorCategory};
+
+/// Category of a JSON-RPC error code returned by an upstream.
+pub fn category_of_code(code: ErrorCode) -> ErrorCategory {
+    match code {
+        ErrorCode::INVALID_PARAMS => ErrorCategory::Validation,
+        ErrorCode::METHOD_NOT_FOUND | ErrorCode::RESOURCE_NOT_FOUND => ErrorCategory::NotFound,
+        ErrorCode::INTERNAL_ERROR => ErrorCategory::UpstreamToolError,
+        _ => ErrorCategory::Protocol,
+    }
+}
+
+/// Converts an rmcp request error. `written` says whether the request had
+/// been handed to the transport when the error happened.
+pub fn from_service_error(err: ServiceError, written: bool) -> CallError {
+    let delivery = if written {
+        Delivery::MaybeSent
+    } else {
+        Delivery::NeverSent
+    };
+    let mut out = match &err {
+        ServiceError::McpError(e) => {
+            let mut c = CallError::new(category_of_code(e.code), e.message.to_string());
+            c.upstream_code = Some(e.code.0);
+            c
+        }
+        ServiceError::TransportSend(e) => return from_transport_error(e.error.as_ref(), written),
+        ServiceError::TransportClosed => {
+            CallError::new(ErrorCategory::Network, "upstream connection closed")
+        }
+        ServiceError::Timeout { timeout } => CallError::new(
+            ErrorCategory::Timeout,
+            format!("no answer within {} ms", timeout.as_millis()),
+        ),
+        ServiceError::Cancelled { reason } => CallError::new(
+            ErrorCategory::Cancelled,
+            reason.clone().unwrap_or_else(|| "cancelled".into()),
+        ),
+        other => CallError::new(ErrorCategory::Protocol, other.to_string()),
+    };
+    out.delivery = delivery;
+    out
+}
+
+/// Converts a transport-level error by looking through its source chain for
+/// an HTTP status or a connect failure.
+pub fn from_transport_error(
+    err: &(dyn StdError + Send + Sync + 'static),
+    written: bool,
+) -> CallError {
+    let mut source: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(e) = source {
+        if let Some(status) = e.downcast_ref::<HttpStatusError>() {
+            return from_http_status(status.status, status.retry_after.as_deref());
+        }
+        if let Some(r) = e.downcast_ref::<reqwest::Error>()
+            && r.is_connect()
+        {
+            return CallError::new(ErrorCategory::Network, format!("connect failed: {r}"));
+        }
+        source = e.source();
+    }
+    let c = CallError::new(ErrorCategory::Network, err.to_string());
+    if written { c.maybe_sent() } else { c }
+}
+
+/// Category and delivery of an HTTP error status from an upstream.
+pub fn from_http_status(status: u16, retry_after: Option<&str>) -> CallError {
+    let (category, delivery) = match status {
+        401 | 403 => (ErrorCategory::Auth, Delivery::NeverSent),
+        404 => (ErrorCategory::NotFound, Delivery::NeverSent),
+        408 | 504 => (ErrorCategory::Timeout, Delivery::MaybeSent),
+        429 => (ErrorCategory::RateLimit, Delivery::NeverSent),
+        503 => (ErrorCategory::ServiceUnavailable, Delivery::NeverSent),
+        _ => (ErrorCategory::Protocol, Delivery::MaybeSent),
+    };
+    let mut c = CallError::new(category, format!("upstream answered HTTP {status}"));
+    c.delivery = delivery;
+    c.retry_after = retry_after.and_then(parse_retry_after);
+    c
+}
+
+/// Parses a `Retry-After` value given in seconds. (HTTP dates are rare from
+/// MCP servers and are treated as absent.)
+pub fn parse_retry_after(v: &str) -> Option<Duration> {
+    v.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
+}
+
+/// Converts a failed handshake.
+pub fn from_init_error(err: ClientInitializeError) -> CallError {
+    if let Some(challenge) = err.auth_challenge() {
+        return CallError::new(
+            ErrorCategory::Auth,
+            format!("upstream requires authorization: {challenge}"),
+        );
+    }
+    let mut source: Option<&(dyn StdError + 'static)> = Some(&err);
+    while let Some(e) = source {
+        if let Some(status) = e.downcast_ref::<HttpStatusError>() {
+            let mut c = from_http_status(status.status, status.retry_after.as_deref());
+            c.message = format!("handshake failed: {}", c.message);
+            return c;
+        }
+        source = e.source();
+    }
+    CallError::new(ErrorCategory::Network, format!("handshake failed: {err}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limit_keeps_retry_after_and_is_never_sent() {
+        let c = from_http_status(429, Some("2"));
+        assert_eq!(c.category, ErrorCategory::RateLimit);
+        assert_eq!(c.delivery, Delivery::NeverSent);
+        assert_eq!(c.retry_after, Some(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn closed_transport_after_write_may_have_run() {
+        let c = from_service_error(ServiceError::TransportClosed, true);
+        assert_eq!(c.category, ErrorCategory::Network);
+        assert_eq!(c.delivery, Delivery::MaybeSent);
+        let c = from_service_error(ServiceError::TransportClosed, false);
+        assert_eq!(c.delivery, Delivery::NeverSent);
+    }
+
+    #[test]
+    fn retry_after_parsing() {
+        assert_eq!(
+            parse_retry_after(" 1.5 "),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(parse_retry_after("-1"), None);
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2026 07:28:00 GMT"), None);
+    }
+}

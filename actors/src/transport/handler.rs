@@ -1,0 +1,95 @@
+//! Our side of an upstream session: what we do with what the server sends.
+//!
+//! Progress notifications are routed to the event sink of the call that
+//! carries their token; a `tools/list_changed` notification is passed to
+//! the owning service actor, which refreshes the registry.
+
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use rmcp::ClientHandler;
+use rmcp::model::{
+    ClientCapabilities, ClientConfig, Implementation, ProgressNotificationParam, ProgressToken,
+};
+use rmcp::service::{NotificationContext, RoleClient};
+use tokio::sync::mpsc;
+
+use crate::stream::{EventSink, StreamEvent};
+
+/// Something the upstream told us that the service actor must act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamEvent {
+    /// The upstream's tool list changed.
+    ToolsChanged,
+}
+
+/// The rmcp client handler of one upstream connection.
+#[derive(Clone)]
+pub struct UpstreamHandler {
+    progress: Arc<DashMap<ProgressToken, (EventSink, f64)>>,
+    events: mpsc::UnboundedSender<UpstreamEvent>,
+}
+
+impl UpstreamHandler {
+    /// A handler that reports upstream events on `events`.
+    pub fn new(events: mpsc::UnboundedSender<UpstreamEvent>) -> Self {
+        Self {
+            progress: Arc::new(DashMap::new()),
+            events,
+        }
+    }
+
+    /// Routes progress for `token` to `sink` until the guard is dropped.
+    pub fn watch_progress(&self, token: ProgressToken, sink: EventSink) -> ProgressGuard {
+        self.progress
+            .insert(token.clone(), (sink, f64::NEG_INFINITY));
+        ProgressGuard {
+            map: self.progress.clone(),
+            token,
+        }
+    }
+}
+
+/// Removes a progress route when the call ends.
+pub struct ProgressGuard {
+    map: Arc<DashMap<ProgressToken, (EventSink, f64)>>,
+    token: ProgressToken,
+}
+
+impl Drop for ProgressGuard {
+    fn drop(&mut self) {
+        self.map.remove(&self.token);
+    }
+}
+
+impl ClientHandler for UpstreamHandler {
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _ctx: NotificationContext<RoleClient>,
+    ) {
+        // rmcp handles each notification on its own task, so they can arrive
+        // out of order; progress must only ever increase, so stale ones go.
+        if let Some(mut route) = self.progress.get_mut(&params.progress_token)
+            && params.progress > route.1
+        {
+            route.1 = params.progress;
+            route.0.emit(StreamEvent::Progress {
+                progress: params.progress,
+                total: params.total,
+                message: params.message,
+            });
+        }
+    }
+
+    async fn on_tool_list_changed(&self, _ctx: NotificationContext<RoleClient>) {
+        let _ = self.events.send(UpstreamEvent::ToolsChanged);
+    }
+
+    fn get_info(&self) -> ClientConfig {
+        let mut info = ClientConfig::default();
+        info.capabilities = ClientCapabilities::default();
+        info.client_info = Implementation::new("mcpvisor", env!("CARGO_PKG_VERSION"));
+        info
+    }
+}

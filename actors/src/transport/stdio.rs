@@ -1,0 +1,73 @@
+//! Upstreams that are child processes speaking MCP on stdin/stdout.
+//!
+//! We spawn the child ourselves (rather than through rmcp's wrapper) so the
+//! connection keeps the `Child`: its exit status is what a crash report
+//! says, and `kill_on_drop` ties its life to the connection's.
+
+use std::process::Stdio;
+
+use rmcp::service::ClientServiceExt;
+use tokio::process::Command;
+
+use super::errors::from_init_error;
+use super::{Connection, UpstreamHandler, lifecycle, program, server_info};
+use crate::error::{CallError, ErrorCategory};
+use crate::spec::ServiceSpec;
+
+/// Launches the server and negotiates a session with it.
+pub async fn connect(
+    spec: &ServiceSpec,
+    handler: UpstreamHandler,
+) -> Result<Connection, CallError> {
+    let command = spec.command.as_deref().ok_or_else(|| {
+        CallError::new(ErrorCategory::Internal, "stdio service without a command")
+    })?;
+    let mut cmd = Command::new(program(command)?);
+    cmd.args(&spec.args)
+        .envs(&spec.env)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        // The child's stderr is its log: pass it through to ours.
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    if let Some(dir) = &spec.cwd {
+        cmd.current_dir(dir);
+    }
+    let mut child = cmd.spawn().map_err(|e| {
+        CallError::new(
+            ErrorCategory::Network,
+            format!("cannot start `{command}`: {e}"),
+        )
+    })?;
+    let pid = child.id();
+    let (Some(stdout), Some(stdin)) = (child.stdout.take(), child.stdin.take()) else {
+        return Err(CallError::new(
+            ErrorCategory::Internal,
+            "child pipes unavailable",
+        ));
+    };
+    let running = tokio::select! {
+        r = handler.serve_with_lifecycle((stdout, stdin), lifecycle()) => r.map_err(from_init_error)?,
+        status = child.wait() => {
+            return Err(CallError::new(
+                ErrorCategory::Network,
+                format!("`{command}` exited during the handshake ({})",
+                    status.map_or_else(|e| e.to_string(), |s| s.to_string())),
+            ));
+        }
+    };
+    let (peer, info) = server_info(&running).await?;
+    let closed = Box::pin(async move {
+        tokio::select! {
+            status = child.wait() => format!("upstream process exited ({})",
+                status.map_or_else(|e| e.to_string(), |s| s.to_string())),
+            reason = running.waiting() => format!("stdio session ended ({reason:?})"),
+        }
+    });
+    Ok(Connection {
+        peer,
+        info,
+        pid,
+        closed,
+    })
+}

@@ -1,0 +1,177 @@
+//! Upstreams reached over MCP Streamable HTTP, optionally launched and
+//! watched by us (a "managed" HTTP upstream: `command` + `url`).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use reqwest::header::{HeaderName, HeaderValue};
+use rmcp::service::ClientServiceExt;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use tokio::process::{Child, Command};
+
+use super::errors::from_init_error;
+use super::{Connection, UpstreamHandler, lifecycle, program, server_info};
+use crate::error::{CallError, ErrorCategory};
+use crate::spec::ServiceSpec;
+
+/// Placeholder in `url` and `args` for a port chosen at each start.
+const PORT_PLACEHOLDER: &str = "{port}";
+
+/// Largest tool result accepted from an HTTP upstream.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Launches the server if the spec names one, then negotiates a session.
+pub async fn connect(
+    spec: &ServiceSpec,
+    handler: UpstreamHandler,
+    timeout: Duration,
+) -> Result<Connection, CallError> {
+    let template = spec.url.as_deref().ok_or_else(|| {
+        CallError::new(
+            ErrorCategory::Internal,
+            "streamable_http service without a url",
+        )
+    })?;
+    let port = if template.contains(PORT_PLACEHOLDER) {
+        Some(free_port()?)
+    } else {
+        None
+    };
+    let fill = |s: &str| match port {
+        Some(p) => s.replace(PORT_PLACEHOLDER, &p.to_string()),
+        None => s.to_owned(),
+    };
+    let url = fill(template);
+
+    let mut child = match spec.command.as_deref() {
+        Some(command) => Some(launch(spec, command, &fill)?),
+        None => None,
+    };
+    let pid = child.as_ref().and_then(Child::id);
+    if let Some(c) = child.as_mut() {
+        wait_until_listening(&url, c, timeout).await?;
+    }
+
+    let mut config = StreamableHttpClientTransportConfig::with_uri(url.as_str());
+    config.max_json_response_size = MAX_RESPONSE_BYTES;
+    config.max_sse_event_size = MAX_RESPONSE_BYTES;
+    config.max_concurrent_requests = spec.limits.max_in_flight.max(1);
+    let mut headers = HashMap::new();
+    for (name, value) in &spec.headers {
+        if name.eq_ignore_ascii_case("authorization") {
+            let token = value.strip_prefix("Bearer ").unwrap_or(value);
+            config.auth_header = Some(token.to_owned());
+            continue;
+        }
+        let bad = |what: &str| {
+            CallError::new(
+                ErrorCategory::Internal,
+                format!("header `{name}`: invalid {what}"),
+            )
+        };
+        headers.insert(
+            HeaderName::try_from(name.as_str()).map_err(|_| bad("name"))?,
+            HeaderValue::try_from(value.as_str()).map_err(|_| bad("value"))?,
+        );
+    }
+    config.custom_headers = headers;
+    let client = reqwest::Client::builder()
+        .connect_timeout(timeout)
+        .build()
+        .map_err(|e| CallError::new(ErrorCategory::Internal, format!("http client: {e}")))?;
+    let transport = StreamableHttpClientTransport::with_client(client, config);
+    let running = handler
+        .serve_with_lifecycle(transport, lifecycle())
+        .await
+        .map_err(from_init_error)?;
+    let (peer, info) = server_info(&running).await?;
+    let closed = Box::pin(async move {
+        match child {
+            Some(mut child) => {
+                tokio::select! {
+                    status = child.wait() => format!("upstream process exited ({})",
+                        status.map_or_else(|e| e.to_string(), |s| s.to_string())),
+                    reason = running.waiting() => format!("http session ended ({reason:?})"),
+                }
+            }
+            None => match running.waiting().await {
+                Ok(reason) => format!("http session ended ({reason:?})"),
+                Err(e) => format!("http session task failed: {e}"),
+            },
+        }
+    });
+    Ok(Connection {
+        peer,
+        info,
+        pid,
+        closed,
+    })
+}
+
+fn launch(
+    spec: &ServiceSpec,
+    command: &str,
+    fill: &dyn Fn(&str) -> String,
+) -> Result<Child, CallError> {
+    let mut cmd = Command::new(program(command)?);
+    cmd.args(spec.args.iter().map(|a| fill(a)))
+        .envs(&spec.env)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true);
+    if let Some(dir) = &spec.cwd {
+        cmd.current_dir(dir);
+    }
+    cmd.spawn().map_err(|e| {
+        CallError::new(
+            ErrorCategory::Network,
+            format!("cannot start `{command}`: {e}"),
+        )
+    })
+}
+
+/// A port that was free a moment ago on loopback.
+fn free_port() -> Result<u16, CallError> {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| CallError::new(ErrorCategory::Internal, format!("no free port: {e}")))
+}
+
+/// Waits until the launched server accepts TCP connections on the URL's
+/// address, or fails early if the process exits first.
+async fn wait_until_listening(
+    url: &str,
+    child: &mut Child,
+    timeout: Duration,
+) -> Result<(), CallError> {
+    let addr = reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?)))
+        .ok_or_else(|| CallError::new(ErrorCategory::Internal, format!("bad url `{url}`")))?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        if tokio::net::TcpStream::connect(&addr).await.is_ok() {
+            return Ok(());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(CallError::new(
+                ErrorCategory::Network,
+                format!("upstream process exited before listening ({status})"),
+            ));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(CallError::new(
+                ErrorCategory::Timeout,
+                format!(
+                    "upstream process did not listen on {addr} within {} ms",
+                    timeout.as_millis()
+                ),
+            ));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+}

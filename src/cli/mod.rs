@@ -1,0 +1,58 @@
+//! Subcommands of the `mcpvisor` binary.
+
+pub mod call;
+pub mod serve;
+pub mod tools;
+
+use std::path::Path;
+
+use crate::config::Config;
+
+/// `mcpvisor check-config`: validates and explains a config.
+pub fn check_config(file: Option<&Path>) -> anyhow::Result<()> {
+    let config = Config::load(file)?;
+    println!("{}: ok", config.source.display());
+    println!("  listen      {}", config.server.listen);
+    println!(
+        "  admin API   {}",
+        if config.server.admin_token.is_empty() {
+            "disabled (no admin_token)"
+        } else {
+            "enabled"
+        }
+    );
+    println!("  services    {}", config.services.len());
+    for s in &config.services {
+        let manifest = config.manifest_for(s)?;
+        let wire = match (&s.command, &s.url) {
+            (Some(c), Some(u)) => {
+                format!("streamable_http {u} (launches `{c} {}`)", s.args.join(" "))
+            }
+            (None, Some(u)) => format!("streamable_http {u}"),
+            (Some(c), None) => format!("stdio `{c} {}`", s.args.join(" ")),
+            (None, None) => "?".into(),
+        };
+        println!(
+            "  - {} (group {}, priority {:?}{}): {wire}",
+            s.name,
+            s.group(),
+            s.priority,
+            if s.enabled { "" } else { ", disabled" }
+        );
+        println!(
+            "      manifest: {}; health every {} ms (timeout {} ms, restart after {} failures); \
+             restarts: {} in {} s, backoff {}..{} ms; in-flight {} (queue {})",
+            manifest.map_or_else(|| "none".into(), |m| format!("{} tools", m.tools.len())),
+            s.health.interval_ms,
+            s.health.timeout_ms,
+            s.health.restart_after_failures,
+            s.restart.max_restarts,
+            s.restart.window_secs,
+            s.restart.backoff_initial_ms,
+            s.restart.backoff_max_ms,
+            s.limits.max_in_flight,
+            s.limits.max_queue,
+        );
+    }
+    Ok(())
+}

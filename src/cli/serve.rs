@@ -1,0 +1,36 @@
+//! `mcpvisor serve`: wires the engine to the HTTP server and runs both.
+
+use std::sync::Arc;
+
+use actix::Actor;
+use mcpvisor_actors::supervisor::StopAll;
+use mcpvisor_actors::{Directory, Registry, Router, Supervisor};
+
+use crate::config::Config;
+use crate::http::{self, AppState};
+
+/// Runs the daemon until it is told to stop (Ctrl-C / SIGTERM).
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let registry = Arc::new(Registry::new());
+    for spec in &config.services {
+        registry.add_service(&spec.name, spec.group(), config.manifest_for(spec)?);
+    }
+    let directory = Arc::new(Directory::new(config.services.clone()));
+    let supervisor = Supervisor::new(directory.clone(), registry.clone()).start();
+    let router = Router::new(registry.clone(), directory.clone(), config.router_config()).start();
+    let state = AppState::new(
+        router,
+        supervisor.clone(),
+        registry.clone(),
+        directory,
+        config.server.clone(),
+    );
+    let (server, addr) = http::bind(state)?;
+    tracing::info!(%addr, services = config.services.len(), tools = registry.snapshot().len(), "mcpvisor serving");
+    // One line on stdout that scripts and tests can wait for.
+    println!("mcpvisor listening on http://{addr}");
+    server.await?;
+    tracing::info!("shutting down services");
+    let _ = supervisor.send(StopAll).await;
+    Ok(())
+}

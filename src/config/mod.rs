@@ -1,0 +1,402 @@
+//! The daemon's configuration: a TOML file, `${VAR}` interpolation for
+//! secrets, and a few `MCPVISOR_*` environment overrides.
+//!
+//! Loading is strict (unknown keys are errors) and every error names the
+//! file, the line and the field, because a daemon that silently ignores a
+//! misspelt limit is worse than one that refuses to start.
+
+mod interpolate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use mcpvisor_actors::manifest::{Manifest, ManifestError};
+use mcpvisor_actors::spec::{ServiceSpec, TransportKind};
+use serde::{Deserialize, Serialize};
+
+/// The configuration the daemon runs with when given none.
+pub const DEFAULT_CONFIG: &str = include_str!("../../config/default.toml");
+/// Where the embedded default config pretends to live (for messages).
+pub const DEFAULT_CONFIG_NAME: &str = "<embedded config/default.toml>";
+
+/// Manifests compiled into the binary, for `manifest = "builtin:NAME"`.
+const BUILTIN_MANIFESTS: &[(&str, &str)] = &[("asana", include_str!("../../manifests/asana.json"))];
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// HTTP server settings.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Routing settings.
+    #[serde(default)]
+    pub router: RouterSection,
+    /// Upstream MCP services.
+    #[serde(default)]
+    pub services: Vec<ServiceSpec>,
+    /// Where the config came from (not part of the file).
+    #[serde(skip)]
+    pub source: PathBuf,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Bearer token for admin and drill routes; empty disables them.
+    pub admin_token: String,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// Idle SSE streams get a comment line this often.
+    pub heartbeat_ms: u64,
+    /// Events buffered per call between the engine and a slow client.
+    pub event_buffer: usize,
+    /// Browser origins allowed on `/mcp` besides loopback ones.
+    pub allowed_origins: Vec<String>,
+    /// Idle legacy MCP sessions are forgotten after this long.
+    pub session_idle_secs: u64,
+    /// Most legacy MCP sessions kept at once.
+    pub max_sessions: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            admin_token: String::new(),
+            max_body_bytes: 1024 * 1024,
+            heartbeat_ms: 15_000,
+            event_buffer: 256,
+            allowed_origins: Vec::new(),
+            session_idle_secs: 3600,
+            max_sessions: 10_000,
+        }
+    }
+}
+
+/// `[router]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouterSection {
+    /// Most attempts one call may make across replicas.
+    pub max_attempts: u32,
+    /// How long a call may wait for a restarting replica.
+    pub wait_for_service_ms: u64,
+}
+
+impl Default for RouterSection {
+    fn default() -> Self {
+        let d = mcpvisor_actors::RouterConfig::default();
+        Self {
+            max_attempts: d.max_attempts,
+            wait_for_service_ms: d.wait_for_service.as_millis() as u64,
+        }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Unreadable file.
+    #[error("{file}: {source}")]
+    Io {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Wrong syntax, type or value.
+    #[error("{file}:{line}: field `{field}`: {message}")]
+    Invalid {
+        file: PathBuf,
+        line: usize,
+        field: String,
+        message: String,
+    },
+    /// A manifest named by the config is broken.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+}
+
+impl Config {
+    /// The embedded default configuration.
+    pub fn embedded() -> Result<Self, ConfigError> {
+        Self::parse(Path::new(DEFAULT_CONFIG_NAME), DEFAULT_CONFIG, &|k| {
+            std::env::var(k).ok()
+        })
+    }
+
+    /// Loads a file, or the embedded default when `path` is `None`.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let Some(path) = path else {
+            return Self::embedded();
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            file: path.to_owned(),
+            source,
+        })?;
+        Self::parse(path, &text, &|k| std::env::var(k).ok())
+    }
+
+    /// Parses and validates configuration text. `env` resolves `${VAR}`.
+    pub fn parse(
+        file: &Path,
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let text = interpolate::expand(text, env).map_err(|e| ConfigError::Invalid {
+            file: file.to_owned(),
+            line: e.line,
+            field: e.variable.clone(),
+            message: e.to_string(),
+        })?;
+        let invalid = |span: Option<std::ops::Range<usize>>, field: String, message: String| {
+            ConfigError::Invalid {
+                file: file.to_owned(),
+                line: span.map_or(0, |s| line_of(&text, s.start)),
+                field,
+                message,
+            }
+        };
+        let de = toml::Deserializer::parse(&text)
+            .map_err(|e| invalid(e.span(), String::new(), e.message().to_owned()))?;
+        let mut config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let field = e.path().to_string();
+            let inner = e.into_inner();
+            invalid(inner.span(), field, inner.message().to_owned())
+        })?;
+        config.source = file.to_owned();
+        config
+            .apply_env(env)
+            .map_err(|(field, message)| invalid(None, field, message))?;
+        config
+            .validate(&text)
+            .map_err(|(line, field, message)| ConfigError::Invalid {
+                file: file.to_owned(),
+                line,
+                field,
+                message,
+            })?;
+        Ok(config)
+    }
+
+    fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), (String, String)> {
+        if let Some(v) = env("MCPVISOR_LISTEN") {
+            self.server.listen = v
+                .parse()
+                .map_err(|e| ("MCPVISOR_LISTEN".to_owned(), format!("`{v}`: {e}")))?;
+        }
+        if let Some(v) = env("MCPVISOR_ADMIN_TOKEN") {
+            self.server.admin_token = v;
+        }
+        if let Some(v) = env("MCPVISOR_MAX_BODY_BYTES") {
+            self.server.max_body_bytes = v
+                .parse()
+                .map_err(|e| ("MCPVISOR_MAX_BODY_BYTES".to_owned(), format!("`{v}`: {e}")))?;
+        }
+        Ok(())
+    }
+
+    fn validate(&self, text: &str) -> Result<(), (usize, String, String)> {
+        let mut names = std::collections::HashSet::new();
+        for (i, s) in self.services.iter().enumerate() {
+            let line = service_line(text, &s.name);
+            let fail = |field: &str, msg: String| (line, format!("services[{i}].{field}"), msg);
+            if s.name.is_empty()
+                || !s
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                return Err(fail(
+                    "name",
+                    format!("`{}` must be non-empty [A-Za-z0-9-_.]", s.name),
+                ));
+            }
+            if !names.insert(&s.name) {
+                return Err(fail("name", format!("duplicate service `{}`", s.name)));
+            }
+            match s.transport {
+                TransportKind::Stdio if s.command.is_none() => {
+                    return Err(fail("command", "a stdio service needs a command".into()));
+                }
+                TransportKind::StreamableHttp => {
+                    let Some(url) = &s.url else {
+                        return Err(fail("url", "a streamable_http service needs a url".into()));
+                    };
+                    let probe = url.replace("{port}", "1");
+                    match reqwest::Url::parse(&probe) {
+                        Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+                        Ok(u) => {
+                            return Err(fail(
+                                "url",
+                                format!("unsupported scheme `{}`", u.scheme()),
+                            ));
+                        }
+                        Err(e) => return Err(fail("url", format!("`{url}`: {e}"))),
+                    }
+                    if url.contains("{port}") && s.command.is_none() {
+                        return Err(fail(
+                            "url",
+                            "`{port}` needs a `command` that listens on it".into(),
+                        ));
+                    }
+                }
+                _ => {}
+            }
+            if s.limits.max_in_flight == 0 {
+                return Err(fail("limits.max_in_flight", "must be at least 1".into()));
+            }
+            if s.health.interval_ms < 10 {
+                return Err(fail("health.interval_ms", "must be at least 10".into()));
+            }
+            if let Some(m) = &s.manifest
+                && let Err(e) = self.manifest_source(m)
+            {
+                return Err(fail("manifest", e));
+            }
+        }
+        Ok(())
+    }
+
+    /// Where a `manifest` value points.
+    fn manifest_source(&self, value: &str) -> Result<ManifestSource, String> {
+        if let Some(name) = value.strip_prefix("builtin:") {
+            return BUILTIN_MANIFESTS
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(n, text)| ManifestSource::Builtin(n, text))
+                .ok_or_else(|| format!("no builtin manifest `{name}`"));
+        }
+        let base = self.source.parent().unwrap_or(Path::new("."));
+        Ok(ManifestSource::File(base.join(value)))
+    }
+
+    /// Loads the manifest a service names, if any.
+    pub fn manifest_for(&self, service: &ServiceSpec) -> Result<Option<Manifest>, ConfigError> {
+        let Some(value) = &service.manifest else {
+            return Ok(None);
+        };
+        let source = self
+            .manifest_source(value)
+            .map_err(|message| ConfigError::Invalid {
+                file: self.source.clone(),
+                line: 0,
+                field: format!("services.{}.manifest", service.name),
+                message,
+            })?;
+        Ok(Some(match source {
+            ManifestSource::Builtin(name, text) => {
+                Manifest::parse(Path::new(&format!("builtin:{name}")), text)?
+            }
+            ManifestSource::File(path) => Manifest::load(&path)?,
+        }))
+    }
+
+    /// Router settings for the engine.
+    pub fn router_config(&self) -> mcpvisor_actors::RouterConfig {
+        mcpvisor_actors::RouterConfig {
+            max_attempts: self.router.max_attempts.max(1),
+            wait_for_service: std::time::Duration::from_millis(self.router.wait_for_service_ms),
+        }
+    }
+}
+
+enum ManifestSource {
+    Builtin(&'static str, &'static str),
+    File(PathBuf),
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// Line of `name = "<service>"` inside a `[[services]]` table.
+fn service_line(text: &str, name: &str) -> usize {
+    let quoted = format!("\"{name}\"");
+    text.lines()
+        .position(|l| {
+            let t = l.trim_start();
+            t.starts_with("name") && t.contains(&quoted)
+        })
+        .map_or(0, |i| i + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("c.toml"), text, &|k| match k {
+            "TOKEN" => Some("s3cret".into()),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn embedded_default_is_valid_and_has_two_replicas() {
+        let c = Config::embedded().expect("default config");
+        assert_eq!(c.services.len(), 2);
+        assert!(c.services.iter().all(|s| s.group() == "asana"));
+        for s in &c.services {
+            let m = c.manifest_for(s).expect("manifest").expect("present");
+            assert_eq!(m.tools.len(), 42);
+        }
+    }
+
+    #[test]
+    fn type_error_names_file_line_and_field() {
+        let text = "[server]\nlisten = \"127.0.0.1:3000\"\n\n[[services]]\nname = \"a\"\ntransport = \"stdio\"\ncommand = \"x\"\n[services.limits]\nmax_in_flight = \"many\"\n";
+        let err = parse(text).unwrap_err().to_string();
+        assert!(err.starts_with("c.toml:9:"), "{err}");
+        assert!(err.contains("services[0].limits.max_in_flight"), "{err}");
+    }
+
+    #[test]
+    fn unknown_key_is_refused() {
+        let err = parse("[server]\nlisten_addr = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("c.toml:2"), "{err}");
+        assert!(err.contains("listen_addr"), "{err}");
+    }
+
+    #[test]
+    fn semantic_errors_point_at_the_service() {
+        let text = "[[services]]\nname = \"ok\"\ntransport = \"stdio\"\ncommand = \"x\"\n\n[[services]]\nname = \"web\"\ntransport = \"streamable_http\"\n";
+        let err = parse(text).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "c.toml:7: field `services[1].url`: a streamable_http service needs a url"
+        );
+    }
+
+    #[test]
+    fn variables_are_interpolated_and_missing_ones_reported() {
+        let c = parse("[server]\nadmin_token = \"${TOKEN}\"\n").unwrap();
+        assert_eq!(c.server.admin_token, "s3cret");
+        let c = parse("[server]\nadmin_token = \"${NOPE:-fallback}\"\n").unwrap();
+        assert_eq!(c.server.admin_token, "fallback");
+        let err = parse("[server]\n\nadmin_token = \"${NOPE}\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("c.toml:3: field `NOPE`"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_listen() {
+        let c = Config::parse(Path::new("c.toml"), "", &|k| {
+            (k == "MCPVISOR_LISTEN").then(|| "127.0.0.1:0".to_owned())
+        })
+        .unwrap();
+        assert_eq!(c.server.listen.port(), 0);
+        let err = Config::parse(Path::new("c.toml"), "", &|k| {
+            (k == "MCPVISOR_LISTEN").then(|| "nope".to_owned())
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("MCPVISOR_LISTEN"), "{err}");
+    }
+}

@@ -1,0 +1,109 @@
+//! Operator routes: services, liveness, readiness, and fault injection.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use mcpvisor_actors::service::ServiceState;
+use mcpvisor_actors::supervisor::InjectFault;
+use mcpvisor_actors::{CallError, ErrorCategory};
+use serde_json::json;
+
+use super::AppState;
+use super::errors::ApiError;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/services", web::get().to(services))
+        .route(
+            "/api/services/{name}/inject-panic",
+            web::post().to(inject_panic),
+        )
+        .route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz));
+}
+
+/// `GET /api/services`: every service's state, restarts, load and latency.
+async fn services(state: web::Data<AppState>) -> HttpResponse {
+    let services: Vec<_> = state.directory.all().iter().map(|h| h.snapshot()).collect();
+    HttpResponse::Ok().json(json!({
+        "services": services,
+        "tools": state.registry.snapshot().len(),
+        "mcpSessions": state.sessions.len(),
+    }))
+}
+
+/// `GET /healthz`: the process is alive and answering.
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+/// `GET /readyz`: every logical service has at least one ready replica.
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let mut groups: std::collections::BTreeMap<&str, bool> = Default::default();
+    for h in state.directory.all() {
+        if h.state() == ServiceState::Disabled {
+            continue;
+        }
+        *groups.entry(h.spec.group()).or_default() |= h.state() == ServiceState::Ready;
+    }
+    let ready = !groups.is_empty() && groups.values().all(|r| *r);
+    let body = json!({"ready": ready, "services": groups});
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+/// Checks the admin bearer token.
+pub fn require_admin(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
+    let expected = &state.server.admin_token;
+    if expected.is_empty() {
+        return Err(ApiError(
+            CallError::new(
+                ErrorCategory::Auth,
+                "admin routes are disabled: set server.admin_token",
+            ),
+            Some(StatusCode::FORBIDDEN),
+        ));
+    }
+    let given = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if given.is_some_and(|g| constant_time_eq(g.as_bytes(), expected.as_bytes())) {
+        Ok(())
+    } else {
+        Err(ApiError(
+            CallError::new(ErrorCategory::Auth, "missing or wrong admin token"),
+            Some(StatusCode::UNAUTHORIZED),
+        ))
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// `POST /api/services/{name}/inject-panic`: makes the service actor's next
+/// handler panic, to prove the supervisor restarts it.
+async fn inject_panic(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&state, &req)?;
+    let service = name.into_inner();
+    match state
+        .supervisor
+        .send(InjectFault {
+            service: service.clone(),
+        })
+        .await
+    {
+        Ok(Ok(())) => {
+            Ok(HttpResponse::Accepted().json(json!({"injected": "panic", "service": service})))
+        }
+        Ok(Err(message)) => Err(CallError::new(ErrorCategory::NotFound, message).into()),
+        Err(e) => Err(CallError::new(ErrorCategory::Internal, e.to_string()).into()),
+    }
+}

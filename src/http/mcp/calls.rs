@@ -1,0 +1,185 @@
+//! `tools/call` on `/mcp`: route the call, stream its progress, answer.
+//!
+//! When the client accepts SSE the reply is a stream: the caller's
+//! `notifications/progress` as the upstream reports them, then the result.
+//! Otherwise one JSON reply. Failures of the tool or of the services behind
+//! it come back as a tool result with `isError: true` (the model can read
+//! those); a malformed request or an unknown tool is a JSON-RPC error.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, Responder, web};
+use actix_web_lab::sse;
+use mcpvisor_actors::router::check_arguments;
+use mcpvisor_actors::{CallError, ErrorCategory, EventSink, Execute, StreamEvent};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use super::super::AppState;
+use super::{Era, era, reply, rpc_error, rpc_result};
+
+/// Text form of a JSON-RPC id, as sessions key in-flight calls.
+pub fn request_key(id: &Value) -> String {
+    match id {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+pub async fn tools_call(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    era: Era,
+    id: Value,
+    params: Value,
+) -> HttpResponse {
+    let Some(name) = params
+        .get("name")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+    else {
+        return reply(
+            StatusCode::OK,
+            rpc_error(Some(&id), -32602, "tools/call needs a string `name`", None),
+        );
+    };
+    let arguments = match params.get("arguments") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(o)) => Some(o.clone()),
+        Some(_) => {
+            return reply(
+                StatusCode::OK,
+                rpc_error(Some(&id), -32602, "`arguments` must be an object", None),
+            );
+        }
+    };
+    let table = state.registry.snapshot();
+    let Some(entry) = table.get(&name).cloned() else {
+        return reply(
+            StatusCode::OK,
+            rpc_error(Some(&id), -32602, &format!("Unknown tool: {name}"), None),
+        );
+    };
+    if let Err(e) = check_arguments(&entry, arguments.as_ref()) {
+        return reply(
+            StatusCode::OK,
+            rpc_result(&id, era.finish(error_result(&e))),
+        );
+    }
+    let progress_token = era::meta(Some(&params))
+        .and_then(|m| m.get("progressToken"))
+        .cloned();
+    let tracked = match &era {
+        Era::Session(s) => Some(s.track(request_key(&id))),
+        Era::Stateless => None,
+    };
+    let (sink, mut events) = EventSink::channel(state.server.event_buffer);
+    let call = state.router.send(Execute {
+        tool: name,
+        arguments,
+        events: sink,
+    });
+
+    if !era::accepts_sse(&req) {
+        // One JSON answer; progress has nowhere to go.
+        let cancelled = async {
+            match &tracked {
+                Some(t) => t.token.cancelled().await,
+                None => std::future::pending().await,
+            }
+        };
+        let outcome = tokio::select! {
+            o = call => o,
+            () = cancelled => return HttpResponse::Accepted().finish(),
+        };
+        drop(events);
+        return reply(StatusCode::OK, rpc_result(&id, era.finish(render(outcome))));
+    }
+
+    let (tx, rx) = mpsc::channel::<sse::Event>(state.server.event_buffer.max(8));
+    actix_web::rt::spawn(async move {
+        let _tracked = tracked;
+        let cancelled = async {
+            match &_tracked {
+                Some(t) => t.token.cancelled().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(call, cancelled);
+        let outcome = loop {
+            tokio::select! {
+                biased;
+                Some(event) = events.recv() => forward(&tx, progress_token.as_ref(), event).await,
+                o = &mut call => break o,
+                () = tx.closed() => return, // client left: dropping `events` cancels upstream
+                () = &mut cancelled => return,
+            }
+        };
+        while let Ok(event) = events.try_recv() {
+            forward(&tx, progress_token.as_ref(), event).await;
+        }
+        let body = rpc_result(&id, era.finish(render(outcome)));
+        if let Ok(data) = sse::Data::new_json(body) {
+            let _ = tx.send(data.event("message").into()).await;
+        }
+    });
+    sse::Sse::from_infallible_receiver(rx)
+        .with_keep_alive(state.heartbeat())
+        .customize()
+        .insert_header(("X-Accel-Buffering", "no"))
+        .respond_to(&req)
+        .map_into_boxed_body()
+}
+
+async fn forward(tx: &mpsc::Sender<sse::Event>, token: Option<&Value>, event: StreamEvent) {
+    let (
+        Some(token),
+        StreamEvent::Progress {
+            progress,
+            total,
+            message,
+        },
+    ) = (token, event)
+    else {
+        return;
+    };
+    let mut params = json!({"progressToken": token, "progress": progress});
+    if let Some(t) = total {
+        params["total"] = json!(t);
+    }
+    if let Some(m) = message {
+        params["message"] = json!(m);
+    }
+    let note = json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": params});
+    if let Ok(data) = sse::Data::new_json(note) {
+        let _ = tx.send(data.event("message").into()).await;
+    }
+}
+
+/// The `tools/call` result for an outcome.
+fn render(
+    outcome: Result<Result<mcpvisor_actors::CallOutcome, CallError>, actix::MailboxError>,
+) -> Value {
+    match outcome {
+        Ok(Ok(done)) => serde_json::to_value(&done.result).unwrap_or_else(|e| {
+            error_result(&CallError::new(
+                ErrorCategory::Internal,
+                format!("unserialisable result: {e}"),
+            ))
+        }),
+        Ok(Err(e)) => error_result(&e),
+        Err(e) => error_result(&CallError::new(
+            ErrorCategory::Internal,
+            format!("router unavailable: {e}"),
+        )),
+    }
+}
+
+/// A failed call as a tool result the model can read, with the details
+/// (category, retryability, services tried) in `_meta`.
+fn error_result(e: &CallError) -> Value {
+    json!({
+        "content": [{"type": "text", "text": format!("{}: {}", e.category, e.message)}],
+        "isError": true,
+        "_meta": {"io.mcpvisor/error": super::super::errors::body_of(e)["error"]},
+    })
+}

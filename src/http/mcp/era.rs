@@ -1,0 +1,256 @@
+//! Which protocol era a request belongs to, and the rules each era's
+//! Streamable HTTP transport imposes on headers.
+
+use actix_web::HttpRequest;
+use actix_web::http::StatusCode;
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+/// The revision that is stateless (no initialize, no sessions).
+pub const STATELESS: &str = "2026-07-28";
+/// Revisions that use `initialize` and sessions, newest first.
+pub const SESSION_ERAS: [&str; 4] = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+
+/// `_meta` keys of 2026-07-28 requests.
+pub const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+pub const META_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+pub const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
+pub const META_SUBSCRIPTION: &str = "io.modelcontextprotocol/subscriptionId";
+
+/// Every revision mcpvisor serves, newest first.
+pub fn supported() -> Vec<&'static str> {
+    std::iter::once(STATELESS).chain(SESSION_ERAS).collect()
+}
+
+/// The version an `initialize` is answered with.
+pub fn negotiate(requested: Option<&str>) -> &'static str {
+    requested
+        .and_then(|r| SESSION_ERAS.iter().find(|v| **v == r).copied())
+        .unwrap_or(SESSION_ERAS[0])
+}
+
+/// A protocol rule broken by a request: status, JSON-RPC code, message.
+#[derive(Debug)]
+pub struct Violation {
+    pub status: StatusCode,
+    pub code: i32,
+    pub message: String,
+    pub data: Option<Value>,
+}
+
+impl Violation {
+    pub fn new(status: StatusCode, code: i32, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            data: None,
+        }
+    }
+
+    fn header_mismatch(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            -32020,
+            format!("Header mismatch: {}", message.into()),
+        )
+    }
+}
+
+/// The `_meta` object of a request's params, if any.
+pub fn meta(params: Option<&Value>) -> Option<&serde_json::Map<String, Value>> {
+    params?.get("_meta")?.as_object()
+}
+
+/// Whether a session-less request speaks 2026-07-28 (by body or header).
+pub fn is_stateless(req: &HttpRequest, params: Option<&Value>) -> bool {
+    meta(params).is_some_and(|m| m.contains_key(META_VERSION))
+        || header(req, "mcp-protocol-version").is_some_and(|v| v.as_str() >= STATELESS)
+}
+
+/// Checks a 2026-07-28 request: required `_meta` keys, a supported
+/// version, and the standard headers mirroring the body.
+pub fn check_stateless(
+    req: &HttpRequest,
+    method: &str,
+    params: Option<&Value>,
+) -> Result<(), Violation> {
+    let meta = meta(params);
+    let version = meta
+        .and_then(|m| m.get(META_VERSION))
+        .and_then(Value::as_str);
+    let Some(version) = version else {
+        return Err(Violation::new(
+            StatusCode::BAD_REQUEST,
+            -32602,
+            format!("missing `_meta[\"{META_VERSION}\"]`"),
+        ));
+    };
+    if version != STATELESS {
+        let mut v = Violation::new(
+            StatusCode::BAD_REQUEST,
+            -32022,
+            "Unsupported protocol version",
+        );
+        v.data = Some(json!({"supported": supported(), "requested": version}));
+        return Err(v);
+    }
+    if !meta.is_some_and(|m| m.get(META_CAPABILITIES).is_some_and(Value::is_object)) {
+        return Err(Violation::new(
+            StatusCode::BAD_REQUEST,
+            -32602,
+            format!("missing `_meta[\"{META_CAPABILITIES}\"]`"),
+        ));
+    }
+    match header(req, "mcp-protocol-version") {
+        Some(h) if h == version => {}
+        Some(h) => {
+            return Err(Violation::header_mismatch(format!(
+                "MCP-Protocol-Version header `{h}` does not match _meta version `{version}`"
+            )));
+        }
+        None => {
+            return Err(Violation::header_mismatch(
+                "MCP-Protocol-Version header is missing",
+            ));
+        }
+    }
+    match header(req, "mcp-method") {
+        Some(h) if h == method => {}
+        Some(h) => {
+            return Err(Violation::header_mismatch(format!(
+                "Mcp-Method header `{h}` does not match body method `{method}`"
+            )));
+        }
+        None => return Err(Violation::header_mismatch("Mcp-Method header is missing")),
+    }
+    let name_field = match method {
+        "tools/call" | "prompts/get" => Some("name"),
+        "resources/read" => Some("uri"),
+        _ => None,
+    };
+    if let Some(field) = name_field {
+        let body = params
+            .and_then(|p| p.get(field))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        match header(req, "mcp-name").map(|h| decode(&h)) {
+            Some(Some(h)) if h == body => {}
+            Some(Some(h)) => {
+                return Err(Violation::header_mismatch(format!(
+                    "Mcp-Name header `{h}` does not match body value `{body}`"
+                )));
+            }
+            Some(None) => return Err(Violation::header_mismatch("Mcp-Name header is not valid")),
+            None => return Err(Violation::header_mismatch("Mcp-Name header is missing")),
+        }
+    }
+    Ok(())
+}
+
+/// Checks a session-era request's `MCP-Protocol-Version` header: when
+/// present it must name the version the session negotiated.
+pub fn check_session_header(req: &HttpRequest, negotiated: &str) -> Result<(), Violation> {
+    match header(req, "mcp-protocol-version") {
+        Some(h) if h != negotiated => Err(Violation::new(
+            StatusCode::BAD_REQUEST,
+            -32600,
+            format!("MCP-Protocol-Version `{h}` does not match the session's `{negotiated}`"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A header as text.
+pub fn header(req: &HttpRequest, name: &str) -> Option<String> {
+    req.headers().get(name)?.to_str().ok().map(str::to_owned)
+}
+
+/// Decodes a header value that may use the `=?base64?...?=` form.
+fn decode(v: &str) -> Option<String> {
+    match v
+        .strip_prefix("=?base64?")
+        .and_then(|r| r.strip_suffix("?="))
+    {
+        Some(b64) => base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok()),
+        None => Some(v.to_owned()),
+    }
+}
+
+/// Whether the client accepts an SSE response.
+pub fn accepts_sse(req: &HttpRequest) -> bool {
+    header(req, "accept").is_some_and(|a| a.contains("text/event-stream"))
+}
+
+/// Origin check: absent, loopback, or explicitly allowed.
+pub fn origin_allowed(req: &HttpRequest, allowed: &[String]) -> bool {
+    let Some(origin) = header(req, "origin") else {
+        return true;
+    };
+    if allowed.iter().any(|a| a == &origin || a == "*") {
+        return true;
+    }
+    reqwest::Url::parse(&origin)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .is_some_and(|h| matches!(h.as_str(), "localhost" | "127.0.0.1" | "[::1]" | "::1"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    fn params() -> Value {
+        json!({"name": "t", "_meta": {META_VERSION: STATELESS, META_CAPABILITIES: {}}})
+    }
+
+    #[test]
+    fn negotiation_echoes_known_and_falls_back() {
+        assert_eq!(negotiate(Some("2025-06-18")), "2025-06-18");
+        assert_eq!(negotiate(Some("2024-11-05")), "2024-11-05");
+        assert_eq!(negotiate(Some("2026-07-28")), "2025-11-25");
+        assert_eq!(negotiate(None), "2025-11-25");
+    }
+
+    #[test]
+    fn stateless_headers_must_mirror_the_body() {
+        let ok = TestRequest::default()
+            .insert_header(("MCP-Protocol-Version", STATELESS))
+            .insert_header(("Mcp-Method", "tools/call"))
+            .insert_header(("Mcp-Name", "=?base64?dA==?="))
+            .to_http_request();
+        assert!(check_stateless(&ok, "tools/call", Some(&params())).is_ok());
+        let wrong = TestRequest::default()
+            .insert_header(("MCP-Protocol-Version", STATELESS))
+            .insert_header(("Mcp-Method", "tools/list"))
+            .to_http_request();
+        let v = check_stateless(&wrong, "tools/call", Some(&params())).unwrap_err();
+        assert_eq!((v.status.as_u16(), v.code), (400, -32020));
+    }
+
+    #[test]
+    fn unsupported_version_lists_supported_ones() {
+        let req = TestRequest::default().to_http_request();
+        let p = json!({"_meta": {META_VERSION: "1999-01-01", META_CAPABILITIES: {}}});
+        let v = check_stateless(&req, "tools/list", Some(&p)).unwrap_err();
+        assert_eq!(v.code, -32022);
+        assert_eq!(v.data.unwrap()["requested"], "1999-01-01");
+    }
+
+    #[test]
+    fn origins() {
+        let local = TestRequest::default()
+            .insert_header(("Origin", "http://localhost:5173"))
+            .to_http_request();
+        assert!(origin_allowed(&local, &[]));
+        let evil = TestRequest::default()
+            .insert_header(("Origin", "https://evil.example"))
+            .to_http_request();
+        assert!(!origin_allowed(&evil, &[]));
+        assert!(origin_allowed(&evil, &["https://evil.example".into()]));
+    }
+}

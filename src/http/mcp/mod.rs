@@ -1,0 +1,363 @@
+//! `/mcp`: mcpvisor as an MCP Streamable HTTP server, for every era.
+//!
+//! A 2026-07-28 client is served statelessly: no handshake, the version and
+//! capabilities in each request's `_meta`, headers that mirror the body.
+//! A 2025/2024 client runs `initialize`, gets an `Mcp-Session-Id`, and may
+//! open a GET stream. Both see the same tools — every service's, merged
+//! across replicas — and both get a call's progress on the call's own SSE
+//! response. The upstream behind a tool may speak any era; translation is
+//! the engine's job, so nothing here depends on it.
+
+mod calls;
+pub mod era;
+mod listen;
+mod session;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use rmcp::model::{Implementation, InitializeResult, ServerCapabilities};
+use serde_json::{Map, Value, json};
+
+pub use session::Sessions;
+
+use super::AppState;
+use era::Violation;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/mcp")
+            .route(web::post().to(post))
+            .route(web::get().to(listen::get_stream))
+            .route(web::delete().to(delete)),
+    );
+}
+
+/// A JSON-RPC reply body.
+pub fn rpc_result(id: &Value, result: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "result": result})
+}
+
+/// A JSON-RPC error body.
+pub fn rpc_error(id: Option<&Value>, code: i32, message: &str, data: Option<Value>) -> Value {
+    let mut error = json!({"code": code, "message": message});
+    if let Some(d) = data {
+        error["data"] = d;
+    }
+    json!({"jsonrpc": "2.0", "id": id.cloned().unwrap_or(Value::Null), "error": error})
+}
+
+fn reply(status: StatusCode, body: Value) -> HttpResponse {
+    HttpResponse::build(status).json(body)
+}
+
+fn violation(id: Option<&Value>, v: Violation) -> HttpResponse {
+    reply(v.status, rpc_error(id, v.code, &v.message, v.data))
+}
+
+/// How the request being served relates to sessions.
+pub enum Era {
+    /// 2026-07-28: nothing is remembered between requests.
+    Stateless,
+    /// A 2025/2024 session.
+    Session(std::sync::Arc<session::Session>),
+}
+
+impl Era {
+    /// Adapts a result object to the client's era: `resultType` is a
+    /// 2026-07-28 field that older clients must not see.
+    pub fn finish(&self, mut result: Value) -> Value {
+        if let Value::Object(o) = &mut result {
+            match self {
+                Era::Stateless => {
+                    o.entry("resultType").or_insert_with(|| json!("complete"));
+                }
+                Era::Session(_) => {
+                    o.remove("resultType");
+                }
+            }
+        }
+        result
+    }
+}
+
+/// `POST /mcp`: one JSON-RPC message.
+async fn post(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    if !era::origin_allowed(&req, &state.server.allowed_origins) {
+        return reply(
+            StatusCode::FORBIDDEN,
+            rpc_error(None, -32600, "Origin not allowed", None),
+        );
+    }
+    let message: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return reply(
+                StatusCode::BAD_REQUEST,
+                rpc_error(None, -32700, &format!("Parse error: {e}"), None),
+            );
+        }
+    };
+    let Value::Object(message) = message else {
+        let what = if message.is_array() {
+            "batches are not supported"
+        } else {
+            "not a JSON-RPC object"
+        };
+        return reply(
+            StatusCode::BAD_REQUEST,
+            rpc_error(None, -32600, &format!("Invalid Request: {what}"), None),
+        );
+    };
+    if message.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        return reply(
+            StatusCode::BAD_REQUEST,
+            rpc_error(
+                message.get("id"),
+                -32600,
+                "Invalid Request: jsonrpc must be \"2.0\"",
+                None,
+            ),
+        );
+    }
+    let id = message
+        .get("id")
+        .filter(|i| i.is_string() || i.is_number())
+        .cloned();
+    let method = message
+        .get("method")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let params = message.get("params").cloned();
+    if params.as_ref().is_some_and(|p| !p.is_object()) {
+        return reply(
+            StatusCode::BAD_REQUEST,
+            rpc_error(id.as_ref(), -32602, "params must be an object", None),
+        );
+    }
+    let Some(method) = method else {
+        // A response to a server-initiated request: nothing is waiting for one.
+        return if message.contains_key("result") || message.contains_key("error") {
+            HttpResponse::Accepted().finish()
+        } else {
+            reply(
+                StatusCode::BAD_REQUEST,
+                rpc_error(id.as_ref(), -32600, "Invalid Request: no method", None),
+            )
+        };
+    };
+
+    if method == "initialize" {
+        return match id {
+            Some(id) => initialize(&state, &id, params.as_ref()),
+            None => reply(
+                StatusCode::BAD_REQUEST,
+                rpc_error(None, -32600, "initialize needs an id", None),
+            ),
+        };
+    }
+
+    // Which era is this request from?
+    let era = match era::header(&req, "mcp-session-id") {
+        Some(sid) if !era::is_stateless(&req, params.as_ref()) => match state.sessions.get(&sid) {
+            Some(s) => {
+                if let Err(v) = era::check_session_header(&req, &s.version) {
+                    return violation(id.as_ref(), v);
+                }
+                Era::Session(s)
+            }
+            None => {
+                return reply(
+                    StatusCode::NOT_FOUND,
+                    rpc_error(
+                        id.as_ref(),
+                        -32001,
+                        "Session not found: initialize again",
+                        None,
+                    ),
+                );
+            }
+        },
+        _ if era::is_stateless(&req, params.as_ref()) || method == "server/discover" => {
+            // A bare `server/discover` is the era probe of clients that do
+            // not know us yet; it is answered without the 2026 checks.
+            if (method != "server/discover" || era::meta(params.as_ref()).is_some())
+                && let Err(v) = era::check_stateless(&req, &method, params.as_ref())
+            {
+                return violation(id.as_ref(), v);
+            }
+            Era::Stateless
+        }
+        _ => {
+            return reply(
+                StatusCode::BAD_REQUEST,
+                rpc_error(
+                    id.as_ref(),
+                    -32600,
+                    "Bad Request: no Mcp-Session-Id (initialize first) and no 2026-07-28 _meta",
+                    None,
+                ),
+            );
+        }
+    };
+
+    let Some(id) = id else {
+        return notification(&era, &method, params.as_ref());
+    };
+    dispatch(
+        state,
+        req,
+        era,
+        id,
+        method,
+        params.unwrap_or_else(|| json!({})),
+    )
+    .await
+}
+
+/// Client notifications: acknowledged, and `notifications/cancelled` acted on.
+fn notification(era: &Era, method: &str, params: Option<&Value>) -> HttpResponse {
+    if method == "notifications/cancelled"
+        && let Era::Session(s) = era
+        && let Some(rid) = params.and_then(|p| p.get("requestId"))
+    {
+        let key = calls::request_key(rid);
+        if s.cancel(&key) {
+            tracing::debug!(request = %key, "call cancelled by client");
+        }
+    }
+    HttpResponse::Accepted().finish()
+}
+
+async fn dispatch(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    era: Era,
+    id: Value,
+    method: String,
+    params: Value,
+) -> HttpResponse {
+    let stateless = matches!(era, Era::Stateless);
+    match method.as_str() {
+        "ping" if !stateless => reply(StatusCode::OK, rpc_result(&id, json!({}))),
+        "server/discover" => reply(StatusCode::OK, rpc_result(&id, discover())),
+        "tools/list" => {
+            let tools: Vec<Value> = state
+                .registry
+                .snapshot()
+                .tools()
+                .iter()
+                .filter_map(|e| serde_json::to_value(&e.tool).ok())
+                .collect();
+            let mut result = json!({"tools": tools});
+            if stateless {
+                result["ttlMs"] = json!(0);
+                result["cacheScope"] = json!("public");
+            }
+            reply(StatusCode::OK, rpc_result(&id, era.finish(result)))
+        }
+        "tools/call" => calls::tools_call(state, req, era, id, params).await,
+        "subscriptions/listen" if stateless => {
+            listen::subscriptions_listen(state, &req, id, params)
+        }
+        "logging/setLevel" if !stateless => reply(StatusCode::OK, rpc_result(&id, json!({}))),
+        "resources/list" | "resources/templates/list" | "prompts/list" => {
+            let key = match method.as_str() {
+                "resources/list" => "resources",
+                "resources/templates/list" => "resourceTemplates",
+                _ => "prompts",
+            };
+            let mut result = Map::new();
+            result.insert(key.into(), json!([]));
+            if stateless {
+                result.insert("ttlMs".into(), json!(0));
+                result.insert("cacheScope".into(), json!("public"));
+            }
+            reply(
+                StatusCode::OK,
+                rpc_result(&id, era.finish(Value::Object(result))),
+            )
+        }
+        _ => {
+            // 2026-07-28 wants 404 for an unknown method; older eras 200.
+            let status = if stateless {
+                StatusCode::NOT_FOUND
+            } else {
+                StatusCode::OK
+            };
+            reply(
+                status,
+                rpc_error(
+                    Some(&id),
+                    -32601,
+                    &format!("Method not found: {method}"),
+                    None,
+                ),
+            )
+        }
+    }
+}
+
+fn server_info() -> Implementation {
+    Implementation::new("mcpvisor", env!("CARGO_PKG_VERSION"))
+}
+
+fn capabilities() -> ServerCapabilities {
+    ServerCapabilities::builder()
+        .enable_tools()
+        .enable_tool_list_changed()
+        .build()
+}
+
+const INSTRUCTIONS: &str =
+    "mcpvisor fronts several MCP services; every tool they offer is listed here.";
+
+fn initialize(state: &AppState, id: &Value, params: Option<&Value>) -> HttpResponse {
+    let requested = params
+        .and_then(|p| p.get("protocolVersion"))
+        .and_then(Value::as_str);
+    let version = era::negotiate(requested);
+    let (sid, _) = match state.sessions.create(version.to_owned()) {
+        Ok(s) => s,
+        Err(e) => {
+            return reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                rpc_error(Some(id), -32603, &e.to_string(), None),
+            );
+        }
+    };
+    let mut result = InitializeResult::new(capabilities())
+        .with_server_info(server_info())
+        .with_instructions(INSTRUCTIONS);
+    result.protocol_version = serde_json::from_value(json!(version)).unwrap_or_default();
+    let body = serde_json::to_value(&result).unwrap_or_else(|_| json!({}));
+    tracing::info!(session = %sid, %version, "MCP session opened");
+    HttpResponse::Ok()
+        .insert_header(("Mcp-Session-Id", sid))
+        .json(rpc_result(id, body))
+}
+
+fn discover() -> Value {
+    json!({
+        "resultType": "complete",
+        "supportedVersions": era::supported(),
+        "capabilities": capabilities(),
+        "instructions": INSTRUCTIONS,
+        "ttlMs": 0,
+        "cacheScope": "public",
+        "_meta": { era::META_SERVER_INFO: server_info() },
+    })
+}
+
+/// `DELETE /mcp`: ends a legacy session.
+async fn delete(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    match era::header(&req, "mcp-session-id") {
+        Some(sid) if state.sessions.remove(&sid) => HttpResponse::NoContent().finish(),
+        Some(_) => reply(
+            StatusCode::NOT_FOUND,
+            rpc_error(None, -32001, "Session not found", None),
+        ),
+        None => HttpResponse::MethodNotAllowed()
+            .insert_header(("Allow", "POST"))
+            .finish(),
+    }
+}

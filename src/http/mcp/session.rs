@@ -1,0 +1,175 @@
+//! Sessions of 2025/2024-era MCP clients (`Mcp-Session-Id`).
+//!
+//! 2026-07-28 clients need none of this. For older clients a session
+//! remembers the negotiated version and the calls in flight, so
+//! `notifications/cancelled` can stop one. Sessions are bounded in number
+//! and forgotten after an idle period.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use tokio_util::sync::CancellationToken;
+
+/// One legacy session.
+#[derive(Debug)]
+pub struct Session {
+    /// Negotiated protocol revision.
+    pub version: String,
+    created: Instant,
+    last_seen_ms: AtomicU64,
+    in_flight: DashMap<String, CancellationToken>,
+}
+
+impl Session {
+    fn touch(&self) {
+        self.last_seen_ms
+            .store(self.created.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last_seen_ms.load(Ordering::Relaxed));
+        self.created.elapsed().saturating_sub(last)
+    }
+
+    /// Registers a call so a later `notifications/cancelled` can stop it.
+    pub fn track(self: &Arc<Self>, request_id: String) -> TrackedCall {
+        let token = CancellationToken::new();
+        self.in_flight.insert(request_id.clone(), token.clone());
+        TrackedCall {
+            session: self.clone(),
+            request_id,
+            token,
+        }
+    }
+
+    /// Cancels a call by its JSON-RPC id; false if it is not running.
+    pub fn cancel(&self, request_id: &str) -> bool {
+        match self.in_flight.remove(request_id) {
+            Some((_, token)) => {
+                token.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// A call in flight within a session; unregisters itself when dropped.
+pub struct TrackedCall {
+    session: Arc<Session>,
+    request_id: String,
+    /// Cancelled by `notifications/cancelled`.
+    pub token: CancellationToken,
+}
+
+impl Drop for TrackedCall {
+    fn drop(&mut self) {
+        self.session.in_flight.remove(&self.request_id);
+    }
+}
+
+/// All legacy sessions.
+#[derive(Debug)]
+pub struct Sessions {
+    map: DashMap<String, Arc<Session>>,
+    idle: Duration,
+    max: usize,
+}
+
+/// Why a session could not be created.
+#[derive(Debug, thiserror::Error)]
+#[error("too many sessions ({0}); try again later")]
+pub struct TooManySessions(pub usize);
+
+impl Sessions {
+    /// An empty store.
+    pub fn new(idle: Duration, max: usize) -> Self {
+        Self {
+            map: DashMap::new(),
+            idle,
+            max: max.max(1),
+        }
+    }
+
+    /// Creates a session and returns its id.
+    pub fn create(&self, version: String) -> Result<(String, Arc<Session>), TooManySessions> {
+        if self.map.len() >= self.max {
+            self.expire();
+            if self.map.len() >= self.max {
+                return Err(TooManySessions(self.max));
+            }
+        }
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let session = Arc::new(Session {
+            version,
+            created: Instant::now(),
+            last_seen_ms: AtomicU64::new(0),
+            in_flight: DashMap::new(),
+        });
+        self.map.insert(id.clone(), session.clone());
+        Ok((id, session))
+    }
+
+    /// A live session by id.
+    pub fn get(&self, id: &str) -> Option<Arc<Session>> {
+        let s = self.map.get(id)?.clone();
+        if s.idle_for() > self.idle {
+            self.map.remove(id);
+            return None;
+        }
+        s.touch();
+        Some(s)
+    }
+
+    /// Ends a session; false if there was none.
+    pub fn remove(&self, id: &str) -> bool {
+        match self.map.remove(id) {
+            Some((_, s)) => {
+                for entry in s.in_flight.iter() {
+                    entry.value().cancel();
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Number of live sessions.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    fn expire(&self) {
+        self.map.retain(|_, s| s.idle_for() <= self.idle);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_are_bounded_and_removable() {
+        let s = Sessions::new(Duration::from_secs(60), 2);
+        let (a, _) = s.create("2025-11-25".into()).unwrap();
+        let (_b, _) = s.create("2025-06-18".into()).unwrap();
+        assert!(s.create("2025-06-18".into()).is_err());
+        assert!(s.remove(&a));
+        assert!(s.get(&a).is_none());
+        assert!(s.create("2025-06-18".into()).is_ok());
+    }
+
+    #[test]
+    fn cancel_reaches_tracked_call_and_untracks_on_drop() {
+        let s = Sessions::new(Duration::from_secs(60), 8);
+        let (_, session) = s.create("2025-11-25".into()).unwrap();
+        let call = session.track("7".into());
+        assert!(session.cancel("7"));
+        assert!(call.token.is_cancelled());
+        let call2 = session.track("8".into());
+        drop(call2);
+        assert!(!session.cancel("8"));
+    }
+}

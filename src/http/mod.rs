@@ -1,0 +1,101 @@
+//! The HTTP face of mcpvisor (actix-web). It parses, authenticates and
+//! renders; it never decides routing — every call becomes an `Execute`
+//! message to the router, and the call's events are rendered as they come.
+
+mod admin;
+mod errors;
+mod mcp;
+mod stream_api;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Addr;
+use actix_web::{App, HttpServer, web};
+use mcpvisor_actors::{Directory, Registry, Router, Supervisor};
+
+use crate::config::ServerConfig;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// Routes calls.
+    pub router: Addr<Router>,
+    /// Restarts services; takes drill faults.
+    pub supervisor: Addr<Supervisor>,
+    /// Tool table.
+    pub registry: Arc<Registry>,
+    /// Services.
+    pub directory: Arc<Directory>,
+    /// HTTP settings.
+    pub server: Arc<ServerConfig>,
+    /// Legacy MCP sessions.
+    pub sessions: Arc<mcp::Sessions>,
+}
+
+impl AppState {
+    /// Shared state for the HTTP workers.
+    pub fn new(
+        router: Addr<Router>,
+        supervisor: Addr<Supervisor>,
+        registry: Arc<Registry>,
+        directory: Arc<Directory>,
+        server: ServerConfig,
+    ) -> Self {
+        let sessions = Arc::new(mcp::Sessions::new(
+            Duration::from_secs(server.session_idle_secs),
+            server.max_sessions,
+        ));
+        Self {
+            router,
+            supervisor,
+            registry,
+            directory,
+            server: Arc::new(server),
+            sessions,
+        }
+    }
+
+    fn heartbeat(&self) -> Duration {
+        Duration::from_millis(self.server.heartbeat_ms.max(100))
+    }
+}
+
+/// Registers every route.
+pub fn routes(cfg: &mut web::ServiceConfig, state: &AppState) {
+    let json_cfg = web::JsonConfig::default()
+        .limit(state.server.max_body_bytes)
+        .error_handler(errors::json_payload_error);
+    cfg.app_data(web::Data::new(state.clone()))
+        .app_data(json_cfg)
+        .app_data(web::PayloadConfig::new(state.server.max_body_bytes))
+        .configure(mcp::routes)
+        .configure(stream_api::routes)
+        .configure(admin::routes);
+}
+
+/// Binds the listener; returns the server and the address it got.
+pub fn bind(state: AppState) -> std::io::Result<(actix_web::dev::Server, std::net::SocketAddr)> {
+    let listen = state.server.listen;
+    let server = HttpServer::new(move || {
+        let state = state.clone();
+        App::new()
+            .wrap(tracing_actix())
+            .configure(move |cfg| routes(cfg, &state))
+    })
+    .workers(worker_count())
+    .shutdown_timeout(5)
+    .bind(listen)?;
+    let addr = server.addrs().first().copied().unwrap_or(listen);
+    Ok((server.run(), addr))
+}
+
+fn worker_count() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 8)
+}
+
+fn tracing_actix() -> actix_web::middleware::Logger {
+    actix_web::middleware::Logger::new("%r %s %Dms").log_target("mcpvisor::http")
+}

@@ -1,0 +1,296 @@
+//! `/api/mcp/stream`: a tool call as a stream of named SSE events.
+//!
+//! `POST` takes `{toolName, arguments, streamingOptions}` and answers with
+//! `text/event-stream`: `status`, `progress`, `chunk`, then `result` or
+//! `error`, then `done` — each with an id and a timestamp, written as it
+//! happens. Unknown tools and schema-invalid arguments are refused with a
+//! JSON error *before* the stream starts, so clients get a real status code.
+//! Closing the connection cancels the call upstream. `GET` lists the tools
+//! that stream, with their manifest metadata.
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use actix_web::{HttpResponse, Responder, web};
+use actix_web_lab::sse;
+use mcpvisor_actors::manifest::Streaming;
+use mcpvisor_actors::router::check_arguments;
+use mcpvisor_actors::stream::split_chunks;
+use mcpvisor_actors::{CallError, CallOutcome, ErrorCategory, EventSink, Execute, StreamEvent};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
+
+use super::AppState;
+use super::errors::{ApiError, body_of};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/api/mcp/stream")
+            .route(web::post().to(stream_call))
+            .route(web::get().to(list_streaming)),
+    );
+}
+
+/// Body of `POST /api/mcp/stream`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct StreamRequest {
+    tool_name: String,
+    #[serde(default)]
+    arguments: Option<Map<String, Value>>,
+    #[serde(default)]
+    streaming_options: StreamingOptions,
+}
+
+/// What the client wants to see.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+struct StreamingOptions {
+    enable_progress: bool,
+    enable_status_updates: bool,
+    /// Split large list results into `chunk` events (incremental tools).
+    enable_chunks: bool,
+    /// Items per chunk; default from the manifest.
+    chunk_size: Option<usize>,
+}
+
+impl Default for StreamingOptions {
+    fn default() -> Self {
+        Self {
+            enable_progress: true,
+            enable_status_updates: true,
+            enable_chunks: true,
+            chunk_size: None,
+        }
+    }
+}
+
+async fn stream_call(
+    state: web::Data<AppState>,
+    body: web::Json<StreamRequest>,
+) -> Result<impl Responder, ApiError> {
+    let StreamRequest {
+        tool_name,
+        arguments,
+        streaming_options: options,
+    } = body.into_inner();
+    let table = state.registry.snapshot();
+    let entry = table.get(&tool_name).cloned().ok_or_else(|| {
+        CallError::new(
+            ErrorCategory::NotFound,
+            format!("no tool named `{tool_name}`"),
+        )
+    })?;
+    check_arguments(&entry, arguments.as_ref())?;
+
+    let streaming = entry.manifest.as_ref().and_then(|m| m.streaming.clone());
+    let (sink, mut engine_rx) = EventSink::channel(state.server.event_buffer);
+    let (tx, rx) = mpsc::channel::<sse::Event>(state.server.event_buffer.max(8));
+    let router = state.router.clone();
+    let started = Instant::now();
+
+    actix_web::rt::spawn(async move {
+        let mut out = Emitter { tx, next_id: 0 };
+        if options.enable_status_updates {
+            out.send(
+                "status",
+                json!({"stage": "accepted", "tool": tool_name, "mode": streaming}),
+            )
+            .await;
+        }
+        let call = router.send(Execute {
+            tool: tool_name.clone(),
+            arguments,
+            events: sink,
+        });
+        tokio::pin!(call);
+        let outcome = loop {
+            tokio::select! {
+                biased;
+                Some(event) = engine_rx.recv() => match event {
+                    StreamEvent::Progress { progress, total, message } if options.enable_progress => {
+                        let percentage = total.filter(|t| *t > 0.0).map(|t| (progress / t * 100.0).min(100.0));
+                        out.send("progress", json!({
+                            "progress": progress, "total": total, "percentage": percentage, "message": message,
+                        })).await;
+                    }
+                    StreamEvent::Status { stage, message, service } if options.enable_status_updates => {
+                        out.send("status", json!({"stage": stage, "message": message, "service": service})).await;
+                    }
+                    _ => {}
+                },
+                result = &mut call => break result,
+                () = out.tx.closed() => {
+                    // The client left: dropping the call's event receiver
+                    // makes the service cancel the upstream request.
+                    tracing::debug!(tool = %tool_name, "stream client disconnected; cancelling");
+                    return;
+                }
+            }
+        };
+        // Progress that raced the final answer still goes out first.
+        while let Ok(StreamEvent::Progress {
+            progress,
+            total,
+            message,
+        }) = engine_rx.try_recv()
+        {
+            if options.enable_progress {
+                let percentage = total
+                    .filter(|t| *t > 0.0)
+                    .map(|t| (progress / t * 100.0).min(100.0));
+                out.send("progress", json!({"progress": progress, "total": total, "percentage": percentage, "message": message})).await;
+            }
+        }
+        let ok = match outcome {
+            Ok(Ok(done)) => {
+                out.result(done, streaming.as_ref(), &options).await;
+                true
+            }
+            Ok(Err(e)) => {
+                out.send("error", body_of(&e)["error"].clone()).await;
+                false
+            }
+            Err(e) => {
+                let e = CallError::new(ErrorCategory::Internal, format!("router unavailable: {e}"));
+                out.send("error", body_of(&e)["error"].clone()).await;
+                false
+            }
+        };
+        let elapsed = started.elapsed().as_millis() as u64;
+        out.send(
+            "done",
+            json!({"ok": ok, "durationMs": elapsed, "events": out.next_id + 1}),
+        )
+        .await;
+    });
+
+    Ok(sse::Sse::from_infallible_receiver(rx)
+        .with_keep_alive(state.heartbeat())
+        .customize()
+        .insert_header(("X-Accel-Buffering", "no")))
+}
+
+/// Numbers and timestamps events, and writes them to the client.
+struct Emitter {
+    tx: mpsc::Sender<sse::Event>,
+    next_id: u64,
+}
+
+impl Emitter {
+    async fn send(&mut self, event: &'static str, mut data: Value) {
+        self.next_id += 1;
+        if let Value::Object(o) = &mut data {
+            o.insert("timestamp".into(), json!(unix_ms()));
+        }
+        let Ok(d) = sse::Data::new_json(data) else {
+            return;
+        };
+        let _ = self
+            .tx
+            .send(d.event(event).id(self.next_id.to_string()).into())
+            .await;
+    }
+
+    async fn result(
+        &mut self,
+        done: CallOutcome,
+        streaming: Option<&Streaming>,
+        options: &StreamingOptions,
+    ) {
+        let CallOutcome {
+            result,
+            service,
+            attempts,
+            elapsed,
+        } = done;
+        let is_error = result.is_error.unwrap_or(false);
+        let structured = result.structured_content.clone().or_else(|| {
+            // Text-only servers (like the real Asana one) put JSON in text.
+            result
+                .content
+                .first()
+                .and_then(|c| c.as_text())
+                .and_then(|t| serde_json::from_str(&t.text).ok())
+        });
+        if let (
+            Some(Streaming::Incremental {
+                chunk_size,
+                items_pointer,
+            }),
+            Some(value),
+            true,
+            false,
+        ) = (
+            streaming,
+            structured.clone(),
+            options.enable_chunks,
+            is_error,
+        ) {
+            let size = options.chunk_size.unwrap_or(*chunk_size).max(1);
+            if let Some((chunks, rest)) = split_chunks(value, items_pointer, size) {
+                let total_chunks = chunks.len();
+                let mut items = 0;
+                for (index, chunk) in chunks.into_iter().enumerate() {
+                    items += chunk.len();
+                    out_chunk(self, index, total_chunks, chunk).await;
+                }
+                self.send("result", json!({
+                    "service": service, "attempts": attempts, "durationMs": elapsed.as_millis() as u64,
+                    "isError": false, "chunked": {"chunks": total_chunks, "items": items, "pointer": items_pointer},
+                    "structuredContent": rest,
+                }))
+                .await;
+                return;
+            }
+        }
+        self.send(
+            "result",
+            json!({
+                "service": service, "attempts": attempts, "durationMs": elapsed.as_millis() as u64,
+                "isError": is_error, "content": result.content, "structuredContent": structured,
+            }),
+        )
+        .await;
+    }
+}
+
+async fn out_chunk(out: &mut Emitter, index: usize, total: usize, items: Vec<Value>) {
+    out.send(
+        "chunk",
+        json!({"index": index, "totalChunks": total, "count": items.len(), "items": items}),
+    )
+    .await;
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// `GET /api/mcp/stream`: tools that stream, with their manifest metadata.
+async fn list_streaming(state: web::Data<AppState>) -> impl Responder {
+    let table = state.registry.snapshot();
+    let tools: Vec<Value> = table
+        .tools()
+        .iter()
+        .filter_map(|e| {
+            let m = e.manifest.as_ref()?;
+            let streaming = m.streaming.as_ref()?;
+            Some(json!({
+                "name": e.tool.name,
+                "title": e.tool.title,
+                "description": e.tool.description,
+                "service": e.group,
+                "providers": e.providers,
+                "category": m.category,
+                "priority": m.priority,
+                "streaming": streaming,
+                "performance": m.performance,
+                "annotations": e.annotations(),
+            }))
+        })
+        .collect();
+    HttpResponse::Ok().json(json!({"count": tools.len(), "tools": tools}))
+}

@@ -1,0 +1,92 @@
+//! mcpvisor: supervises MCP services and streams their tool calls to HTTP
+//! clients. This file is the command line; `serve` is the daemon.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use mcpvisor::{cli, config, sim};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mcpvisor",
+    version,
+    about = "Supervises MCP services and streams their tool calls"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon (the default).
+    Serve(ServeArgs),
+    /// Validate a config file and explain what it sets up.
+    CheckConfig {
+        /// The file (default: the embedded default config).
+        file: Option<PathBuf>,
+    },
+    /// List tools, from a running daemon or from a config's manifests.
+    Tools(cli::tools::ToolsArgs),
+    /// Call a tool through a running daemon, showing progress.
+    Call(cli::call::CallArgs),
+    /// Run the simulated Asana MCP service.
+    Sim(sim::SimOptions),
+}
+
+#[derive(Debug, Default, clap::Args)]
+struct ServeArgs {
+    /// Config file (default: the embedded config/default.toml).
+    #[arg(long, short, env = "MCPVISOR_CONFIG")]
+    config: Option<PathBuf>,
+    /// Listen address, overriding the config.
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let result = match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
+        Command::Serve(args) => serve(args),
+        Command::CheckConfig { file } => cli::check_config(file.as_deref()),
+        Command::Tools(args) => run_async(cli::tools::run(args)),
+        Command::Call(args) => run_async(cli::call::run(args)),
+        Command::Sim(opts) => run_async(sim::run(opts)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr (stdout may be an MCP stdio channel); the filter
+/// comes from `MCPVISOR_LOG`, then `RUST_LOG`, default `info` (rmcp: `warn`).
+fn init_tracing() {
+    let filter = std::env::var("MCPVISOR_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info,rmcp=warn".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn run_async<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(f)
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = config::Config::load(args.config.as_deref())?;
+    if let Some(listen) = args.listen {
+        config.server.listen = listen;
+    }
+    actix_rt::System::new().block_on(cli::serve::run(config))
+}

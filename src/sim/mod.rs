@@ -1,0 +1,51 @@
+//! The simulated Asana service: a real MCP server (stdio or Streamable
+//! HTTP) over a seeded in-memory workspace, with fault knobs.
+//!
+//! It is what the default configuration supervises, and what tests and
+//! drills break on purpose. Built on rmcp's server side, so every run is
+//! also a check of mcpvisor against an independent MCP implementation.
+
+mod faults;
+mod http;
+mod server;
+pub mod workspace;
+
+use std::net::SocketAddr;
+
+use clap::Args;
+
+pub use server::SimServer;
+
+/// `mcpvisor sim` options.
+#[derive(Debug, Clone, Args)]
+pub struct SimOptions {
+    /// Serve MCP on stdin/stdout.
+    #[arg(long, conflicts_with = "http")]
+    pub stdio: bool,
+    /// Serve MCP Streamable HTTP on this address (path /mcp).
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<SocketAddr>,
+    /// Seed of the generated workspace.
+    #[arg(long, default_value_t = 7, env = "SIM_SEED")]
+    pub seed: u64,
+    /// Protocol revisions to offer (newest first), e.g. "2024-11-05" to act
+    /// like an older server. Default: every revision rmcp knows.
+    #[arg(long, value_delimiter = ',', env = "SIM_PROTOCOLS")]
+    pub protocols: Vec<String>,
+    #[command(flatten)]
+    pub faults: faults::FaultOptions,
+}
+
+/// Runs the simulator until its transport closes.
+pub async fn run(opts: SimOptions) -> anyhow::Result<()> {
+    let server = SimServer::new(&opts)?;
+    match opts.http {
+        Some(addr) => http::serve(server, addr).await,
+        None => {
+            use rmcp::ServiceExt;
+            let running = server.serve(rmcp::transport::stdio()).await?;
+            running.waiting().await?;
+            Ok(())
+        }
+    }
+}

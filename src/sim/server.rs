@@ -1,0 +1,174 @@
+//! The simulator's MCP server: the manifest's tools over the workspace.
+
+use std::borrow::Cow;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context as _;
+use mcpvisor_actors::manifest::Manifest;
+use mcpvisor_actors::registry::tool_from_manifest;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ProtocolVersion,
+    ServerCapabilities, ServerConfig, Tool,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, ServerHandler};
+
+use super::SimOptions;
+use super::faults::{Faults, Verdict};
+use super::workspace::{Scale, SimError, Workspace};
+
+/// The manifest whose tools the simulator serves.
+const MANIFEST: &str = include_str!("../../manifests/asana.json");
+
+/// The simulated Asana MCP server. Cheap to clone: all state is shared.
+#[derive(Clone)]
+pub struct SimServer {
+    tools: Arc<Vec<Tool>>,
+    workspace: Arc<Mutex<Workspace>>,
+    faults: Arc<Faults>,
+    versions: Arc<Vec<ProtocolVersion>>,
+}
+
+impl SimServer {
+    /// A server over a freshly seeded workspace.
+    pub fn new(opts: &SimOptions) -> anyhow::Result<Self> {
+        let manifest = Manifest::parse(std::path::Path::new("builtin:asana"), MANIFEST)?;
+        let tools = manifest.tools.iter().map(tool_from_manifest).collect();
+        let versions = if opts.protocols.is_empty() {
+            ProtocolVersion::KNOWN_VERSIONS.to_vec()
+        } else {
+            opts.protocols
+                .iter()
+                .map(|v| {
+                    serde_json::from_value(serde_json::Value::String(v.clone()))
+                        .with_context(|| format!("unknown protocol version `{v}`"))
+                })
+                .collect::<anyhow::Result<_>>()?
+        };
+        Ok(Self {
+            tools: Arc::new(tools),
+            workspace: Arc::new(Mutex::new(Workspace::seeded(opts.seed, Scale::default()))),
+            faults: Arc::new(Faults::new(opts.faults.clone())),
+            versions: Arc::new(versions),
+        })
+    }
+
+    /// Shared fault state (the HTTP layer applies rate limiting).
+    pub fn faults(&self) -> &Arc<Faults> {
+        &self.faults
+    }
+}
+
+impl ServerHandler for SimServer {
+    fn get_info(&self) -> ServerConfig {
+        let newest = self
+            .versions
+            .iter()
+            .max_by(|a, b| a.as_str().cmp(b.as_str()))
+            .cloned()
+            .unwrap_or_default();
+        let mut info = ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_tool_list_changed()
+                .build(),
+        )
+        .with_server_info(Implementation::new(
+            "mcpvisor-sim-asana",
+            env!("CARGO_PKG_VERSION"),
+        ))
+        .with_instructions("A simulated Asana workspace with seeded, deterministic data.");
+        info.protocol_version = newest;
+        info
+    }
+
+    fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
+        Cow::Owned((*self.versions).clone())
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _cx: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        Ok(ListToolsResult::with_all_items((*self.tools).clone()))
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        self.tools.iter().find(|t| t.name == name).cloned()
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        cx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        if self.get_tool(&request.name).is_none() {
+            return Err(ErrorData::invalid_params(
+                format!("unknown tool `{}`", request.name),
+                None,
+            ));
+        }
+        match self.faults.on_call() {
+            Verdict::Run => {}
+            Verdict::Fail => {
+                return Ok(CallToolResult::error(vec![ContentBlock::text(
+                    "simulated upstream failure",
+                )])
+                .into());
+            }
+            Verdict::Hang => {
+                cx.ct.cancelled().await;
+                return Err(ErrorData::internal_error("cancelled", None));
+            }
+        }
+        let args = request.arguments.unwrap_or_default();
+        // The workspace answers at once; the simulated API latency follows,
+        // one step (and one progress notification) per Asana request.
+        let output = {
+            let mut ws = self.workspace.lock().unwrap_or_else(|p| p.into_inner());
+            ws.call(&request.name, &args)
+        };
+        let output = match output {
+            Ok(o) => o,
+            Err(SimError::InvalidArgument { field, reason }) => {
+                return Err(ErrorData::invalid_params(
+                    format!("`{field}`: {reason}"),
+                    None,
+                ));
+            }
+            Err(e @ SimError::NotFound { .. }) => {
+                return Ok(CallToolResult::error(vec![ContentBlock::text(e.to_string())]).into());
+            }
+            Err(e) => return Err(ErrorData::invalid_params(e.to_string(), None)),
+        };
+        let token = cx.meta.get_progress_token();
+        let units = output.work_units.max(1);
+        let unit = self.faults.unit_latency();
+        let base = self.faults.latency();
+        tokio::select! {
+            () = cx.ct.cancelled() => return Err(ErrorData::internal_error("cancelled", None)),
+            () = async {
+                if !base.is_zero() {
+                    tokio::time::sleep(base).await;
+                }
+                for done in 1..=units {
+                    if !unit.is_zero() {
+                        tokio::time::sleep(unit).await;
+                    }
+                    if let Some(token) = &token {
+                        let p = ProgressNotificationParam::new(token.clone(), f64::from(done))
+                            .with_total(f64::from(units))
+                            .with_message(format!("{} request {done} of {units}", request.name));
+                        let _ = cx.peer.notify_progress(p).await;
+                    }
+                }
+            } => {}
+        }
+        let text = serde_json::to_string(&output.value).unwrap_or_default();
+        let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
+        result.structured_content = Some(output.value);
+        Ok(result.into())
+    }
+}
