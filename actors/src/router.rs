@@ -138,21 +138,32 @@ fn rank(h: &ServiceHandle) -> Option<u8> {
     }
 }
 
+/// A replica incarnation this call will not use again.
+struct Exclusion {
+    service: String,
+    generation: u64,
+    /// Its actor died (a fresh incarnation is coming), rather than
+    /// answering with an error.
+    crashed: bool,
+}
+
+impl Exclusion {
+    fn covers(&self, h: &ServiceHandle) -> bool {
+        self.service == h.name() && self.generation == h.generation()
+    }
+}
+
 /// Candidates in routing order, skipping excluded incarnations.
 fn candidates(
     entry: &ToolEntry,
     directory: &Directory,
-    excluded: &[(String, u64)],
+    excluded: &[Exclusion],
 ) -> Vec<Arc<ServiceHandle>> {
     let mut c: Vec<(u8, Arc<ServiceHandle>)> = entry
         .providers
         .iter()
         .filter_map(|name| directory.get(name))
-        .filter(|h| {
-            !excluded
-                .iter()
-                .any(|(n, g)| n == h.name() && *g == h.generation())
-        })
+        .filter(|h| !excluded.iter().any(|x| x.covers(h)))
         .filter_map(|h| rank(h).map(|r| (r, h.clone())))
         .collect();
     c.sort_by(|(ra, a), (rb, b)| {
@@ -164,15 +175,18 @@ fn candidates(
     c.into_iter().map(|(_, h)| h).collect()
 }
 
-/// Whether any provider may still come back (restarting or starting).
-fn any_recovering(entry: &ToolEntry, directory: &Directory) -> bool {
+/// Whether any provider may become usable soon: it is starting or
+/// restarting, or its actor just died under this call and the supervisor
+/// has yet to replace it.
+fn any_recovering(entry: &ToolEntry, directory: &Directory, excluded: &[Exclusion]) -> bool {
     entry
         .providers
         .iter()
         .filter_map(|n| directory.get(n))
-        .any(|h| {
-            matches!(h.state(), ServiceState::Starting | ServiceState::Restarting)
-                || (h.state() == ServiceState::Ready && rank(h).is_none())
+        .any(|h| match h.state() {
+            ServiceState::Starting | ServiceState::Restarting => true,
+            ServiceState::Ready => excluded.iter().any(|x| x.crashed && x.covers(h)),
+            _ => false,
         })
 }
 
@@ -187,7 +201,7 @@ async fn execute(
     let safe = entry.safe_to_repeat();
     let deadline = tokio::time::Instant::now() + config.wait_for_service;
     let mut tried: Vec<String> = Vec::new();
-    let mut excluded: Vec<(String, u64)> = Vec::new();
+    let mut excluded: Vec<Exclusion> = Vec::new();
     let mut attempts = 0u32;
     let mut last_error: Option<CallError> = None;
     loop {
@@ -199,15 +213,15 @@ async fn execute(
         notified.as_mut().enable();
 
         let Some(target) = candidates(&entry, directory, &excluded).into_iter().next() else {
-            if any_recovering(&entry, directory) && tokio::time::Instant::now() < deadline {
+            if any_recovering(&entry, directory, &excluded)
+                && tokio::time::Instant::now() < deadline
+            {
                 events.emit(StreamEvent::status(
                     "waiting",
                     format!("no replica of `{}` is ready; waiting for one", entry.group),
                     None,
                 ));
-                if tokio::time::timeout_at(deadline, notified).await.is_ok() {
-                    excluded.clear();
-                }
+                let _ = tokio::time::timeout_at(deadline, notified).await;
                 continue;
             }
             let mut err = last_error.unwrap_or_else(|| {
@@ -219,10 +233,7 @@ async fn execute(
             if err.category != ErrorCategory::ServiceUnavailable && err.retryable() {
                 err.message = format!("every replica failed; last error: {}", err.message);
             }
-            for s in &tried {
-                err = err.at(s);
-            }
-            return Err(err);
+            return Err(with_tried(err, &tried));
         };
         attempts += 1;
         let service = target.name().to_owned();
@@ -251,26 +262,29 @@ async fn execute(
             timeout: target.spec.limits.call_timeout(),
         };
         let generation = target.generation();
-        let sent = match target.addr() {
-            Some(addr) => addr.try_send(CallTool { job, reply: tx }).is_ok(),
-            None => false,
-        };
-        let outcome = if sent {
-            rx.await.unwrap_or_else(|_| {
-                // The actor died before answering. The ticket says whether
-                // the call had left for the upstream.
-                let mut e = CallError::new(
-                    ErrorCategory::Network,
-                    format!("service {service} stopped while handling the call"),
-                );
-                e.delivery = ticket.delivery();
-                Err(e)
-            })
+        let sent = target
+            .addr()
+            .is_some_and(|addr| addr.try_send(CallTool { job, reply: tx }).is_ok());
+        // Without an answer the actor died (or never took the call); the
+        // ticket says whether the call had left for the upstream.
+        let (outcome, crashed) = if sent {
+            match rx.await {
+                Ok(outcome) => (outcome, false),
+                Err(_) => {
+                    let mut e = CallError::new(
+                        ErrorCategory::Network,
+                        format!("service {service} stopped while handling the call"),
+                    );
+                    e.delivery = ticket.delivery();
+                    (Err(e), true)
+                }
+            }
         } else {
-            Err(CallError::new(
+            let e = CallError::new(
                 ErrorCategory::ServiceUnavailable,
                 format!("service {service} is not accepting calls"),
-            ))
+            );
+            (Err(e), true)
         };
         match outcome {
             Ok(result) => {
@@ -291,7 +305,11 @@ async fn execute(
                     return Err(with_tried(e.outcome_unknown(), &tried));
                 }
                 tracing::info!(tool = %entry.tool.name, %service, error = %e, "failing over");
-                excluded.push((service, generation));
+                excluded.push(Exclusion {
+                    service,
+                    generation,
+                    crashed,
+                });
                 last_error = Some(e);
             }
         }

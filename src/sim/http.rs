@@ -22,6 +22,15 @@ pub async fn serve(server: SimServer, addr: SocketAddr) -> anyhow::Result<()> {
         Arc::new(LocalSessionManager::default()),
         StreamableHttpServerConfig::default(),
     ));
+    if std::env::var_os("MCPVISOR_PARENT_STDIN").is_some() {
+        // Launched by mcpvisor: stdin closes when our supervisor is gone.
+        tokio::spawn(async {
+            let mut sink = tokio::io::sink();
+            let _ = tokio::io::copy(&mut tokio::io::stdin(), &mut sink).await;
+            tracing::info!("supervisor went away (stdin closed); exiting");
+            std::process::exit(0);
+        });
+    }
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     tracing::info!(%local, "simulator listening on http://{local}/mcp");

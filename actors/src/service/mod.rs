@@ -150,7 +150,11 @@ impl ServiceActor {
     /// Ends this incarnation; the supervisor decides what comes next.
     fn crash(&mut self, ctx: &mut Context<Self>, reason: String) {
         if self.exit.reason.is_none() {
-            tracing::warn!(service = %self.name(), %reason, "service down");
+            if self.exit.requested {
+                tracing::info!(service = %self.name(), %reason, "service stopping");
+            } else {
+                tracing::warn!(service = %self.name(), %reason, "service down");
+            }
             self.exit.reason = Some(reason);
         }
         ctx.stop();

@@ -14,6 +14,9 @@ use super::{Connection, UpstreamHandler, lifecycle, program, server_info};
 use crate::error::{CallError, ErrorCategory};
 use crate::spec::ServiceSpec;
 
+/// How long a closed session waits for its process's exit status.
+const EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Launches the server and negotiates a session with it.
 pub async fn connect(
     spec: &ServiceSpec,
@@ -58,10 +61,22 @@ pub async fn connect(
     };
     let (peer, info) = server_info(&running).await?;
     let closed = Box::pin(async move {
+        let exited = |status: std::io::Result<std::process::ExitStatus>| {
+            format!(
+                "upstream process exited ({})",
+                status.map_or_else(|e| e.to_string(), |s| s.to_string())
+            )
+        };
         tokio::select! {
-            status = child.wait() => format!("upstream process exited ({})",
-                status.map_or_else(|e| e.to_string(), |s| s.to_string())),
-            reason = running.waiting() => format!("stdio session ended ({reason:?})"),
+            status = child.wait() => exited(status),
+            reason = running.waiting() => {
+                // The session usually ends because the process died; say so
+                // when it did (a dying process closes its pipes first).
+                match tokio::time::timeout(EXIT_GRACE, child.wait()).await {
+                    Ok(status) => exited(status),
+                    Err(_) => format!("stdio session ended ({reason:?}); the process kept running"),
+                }
+            }
         }
     });
     Ok(Connection {

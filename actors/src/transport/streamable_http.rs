@@ -89,6 +89,8 @@ pub async fn connect(
     let closed = Box::pin(async move {
         match child {
             Some(mut child) => {
+                // `wait()` would close the child's stdin first; keep it.
+                let _stdin = child.stdin.take();
                 tokio::select! {
                     status = child.wait() => format!("upstream process exited ({})",
                         status.map_or_else(|e| e.to_string(), |s| s.to_string())),
@@ -115,9 +117,13 @@ fn launch(
     fill: &dyn Fn(&str) -> String,
 ) -> Result<Child, CallError> {
     let mut cmd = Command::new(program(command)?);
+    // The child's stdin stays open for as long as we hold the `Child`:
+    // servers that watch it (the simulator does, via this variable) exit
+    // when mcpvisor goes away, even if it is killed outright.
     cmd.args(spec.args.iter().map(|a| fill(a)))
         .envs(&spec.env)
-        .stdin(std::process::Stdio::null())
+        .env("MCPVISOR_PARENT_STDIN", "1")
+        .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .kill_on_drop(true);
     if let Some(dir) = &spec.cwd {

@@ -1,0 +1,264 @@
+//! Test harness: a real mcpvisor daemon on an ephemeral loopback port,
+//! supervising real simulator processes, and small clients for its APIs.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_mcpvisor");
+/// Seeded ids of the simulator's default workspace.
+pub const PROJECT: &str = "1200000000000023";
+pub const WORKSPACE: &str = "1200000000000009";
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+/// A config with the two simulator replicas of the default setup, fast
+/// health checks, and `extra` appended to the sim's arguments.
+pub fn two_replicas(extra_stdio: &[&str], extra_http: &[&str]) -> String {
+    let quote = |args: &[&str]| {
+        args.iter()
+            .map(|a| format!("\"{a}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut stdio_args = vec!["sim", "--stdio", "--unit-latency-ms", "2"];
+    stdio_args.extend_from_slice(extra_stdio);
+    let mut http_args = vec![
+        "sim",
+        "--http",
+        "127.0.0.1:{port}",
+        "--unit-latency-ms",
+        "2",
+    ];
+    http_args.extend_from_slice(extra_http);
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+admin_token = "{ADMIN_TOKEN}"
+heartbeat_ms = 500
+
+[router]
+wait_for_service_ms = 15000
+
+[[services]]
+name = "asana-stdio"
+group = "asana"
+priority = "high"
+transport = "stdio"
+command = "@self"
+args = [{stdio}]
+manifest = "builtin:asana"
+[services.health]
+interval_ms = 200
+timeout_ms = 1000
+[services.restart]
+backoff_initial_ms = 50
+max_restarts = 20
+
+[[services]]
+name = "asana-http"
+group = "asana"
+priority = "medium"
+transport = "streamable_http"
+command = "@self"
+args = [{http}]
+url = "http://127.0.0.1:{{port}}/mcp"
+manifest = "builtin:asana"
+[services.health]
+interval_ms = 200
+timeout_ms = 1000
+[services.restart]
+backoff_initial_ms = 50
+max_restarts = 20
+"#,
+        stdio = quote(&stdio_args),
+        http = quote(&http_args),
+    )
+}
+
+/// A running daemon; stopped (SIGTERM, then SIGKILL) when dropped.
+pub struct Daemon {
+    child: Child,
+    pub base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// Starts a daemon with the given config and waits until it is ready
+    /// (every logical service has a ready replica).
+    pub fn start(config: &str) -> Daemon {
+        Self::start_with(config, true)
+    }
+
+    /// Starts a daemon; `wait_ready` false returns once it listens.
+    pub fn start_with(config: &str, wait_ready: bool) -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("mcpvisor.toml");
+        std::fs::write(&path, config).expect("write config");
+        let mut child = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&path)
+            .env(
+                "MCPVISOR_LOG",
+                std::env::var("MCPVISOR_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn mcpvisor");
+        // The daemon prints one line once it is bound.
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read listen line");
+        let base = line
+            .trim()
+            .strip_prefix("mcpvisor listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+            .to_owned();
+        let daemon = Daemon {
+            child,
+            base,
+            _dir: dir,
+        };
+        if wait_ready {
+            daemon.wait_until("ready", Duration::from_secs(30), |d| {
+                d.get("/readyz").0 == 200
+            });
+        }
+        daemon
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Polls `cond` until it holds; panics with `what` after `limit`.
+    pub fn wait_until(&self, what: &str, limit: Duration, cond: impl Fn(&Daemon) -> bool) {
+        let deadline = Instant::now() + limit;
+        let mut pause = Duration::from_millis(10);
+        while !cond(self) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(200));
+        }
+    }
+
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        let r = client().get(self.url(path)).send().expect("GET");
+        let status = r.status().as_u16();
+        (status, r.json().unwrap_or(Value::Null))
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = client()
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .expect("POST");
+        let status = r.status().as_u16();
+        (status, r.json().unwrap_or(Value::Null))
+    }
+
+    pub fn admin_post(&self, path: &str) -> u16 {
+        client()
+            .post(self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .expect("admin POST")
+            .status()
+            .as_u16()
+    }
+
+    /// `/api/services` entry of one service.
+    pub fn service(&self, name: &str) -> Value {
+        let (_, body) = self.get("/api/services");
+        body["services"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["name"] == name).cloned())
+            .unwrap_or(Value::Null)
+    }
+
+    /// Runs a call through `/api/mcp/stream` and returns its events.
+    pub fn stream(&self, tool: &str, arguments: Value) -> Vec<SseEvent> {
+        let body = json!({"toolName": tool, "arguments": arguments,
+            "streamingOptions": {"enableProgress": true, "enableStatusUpdates": true}});
+        let r = client()
+            .post(self.url("/api/mcp/stream"))
+            .json(&body)
+            .send()
+            .expect("stream POST");
+        assert_eq!(r.status().as_u16(), 200, "stream call refused");
+        parse_sse(&r.text().expect("stream body"))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("http client")
+}
+
+/// One SSE event.
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    pub id: Option<String>,
+    pub event: String,
+    pub data: Value,
+}
+
+/// Parses a complete SSE body (comments skipped).
+pub fn parse_sse(body: &str) -> Vec<SseEvent> {
+    body.split("\n\n")
+        .filter_map(|frame| {
+            let mut id = None;
+            let mut event = "message".to_owned();
+            let mut data = String::new();
+            for line in frame.lines() {
+                if let Some(v) = line.strip_prefix("id:") {
+                    id = Some(v.trim().to_owned());
+                } else if let Some(v) = line.strip_prefix("event:") {
+                    event = v.trim().to_owned();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push_str(v.trim_start());
+                }
+            }
+            (!data.is_empty()).then(|| SseEvent {
+                id,
+                event,
+                data: serde_json::from_str(&data).unwrap_or(Value::String(data)),
+            })
+        })
+        .collect()
+}
+
+/// Sends SIGKILL to a process.
+pub fn kill9(pid: u64) {
+    let status = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -9 {pid} failed");
+}
