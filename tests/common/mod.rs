@@ -87,8 +87,8 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Starts a daemon with the given config and waits until it is ready
-    /// (every logical service has a ready replica).
+    /// Starts a daemon with the given config and waits until every
+    /// service is ready.
     pub fn start(config: &str) -> Daemon {
         Self::start_with(config, true)
     }
@@ -127,8 +127,11 @@ impl Daemon {
             _dir: dir,
         };
         if wait_ready {
-            daemon.wait_until("ready", Duration::from_secs(30), |d| {
-                d.get("/readyz").0 == 200
+            daemon.wait_until("every service ready", Duration::from_secs(30), |d| {
+                let (_, body) = d.get("/api/services");
+                body["services"]
+                    .as_array()
+                    .is_some_and(|s| s.iter().all(|s| s["state"] == "ready"))
             });
         }
         daemon

@@ -10,6 +10,7 @@ use dashmap::DashMap;
 use rmcp::ClientHandler;
 use rmcp::model::{
     ClientCapabilities, ClientConfig, Implementation, ProgressNotificationParam, ProgressToken,
+    ProtocolVersion,
 };
 use rmcp::service::{NotificationContext, RoleClient};
 use tokio::sync::mpsc;
@@ -28,6 +29,8 @@ pub enum UpstreamEvent {
 pub struct UpstreamHandler {
     progress: Arc<DashMap<ProgressToken, (EventSink, f64)>>,
     events: mpsc::UnboundedSender<UpstreamEvent>,
+    /// Version asked for by an `initialize` handshake.
+    protocol_version: ProtocolVersion,
 }
 
 impl UpstreamHandler {
@@ -36,7 +39,13 @@ impl UpstreamHandler {
         Self {
             progress: Arc::new(DashMap::new()),
             events,
+            protocol_version: ProtocolVersion::V_2025_11_25,
         }
+    }
+
+    /// Sets the version an `initialize` handshake asks for.
+    pub fn set_protocol_version(&mut self, version: ProtocolVersion) {
+        self.protocol_version = version;
     }
 
     /// Routes progress for `token` to `sink` until the guard is dropped.
@@ -90,6 +99,7 @@ impl ClientHandler for UpstreamHandler {
         let mut info = ClientConfig::default();
         info.capabilities = ClientCapabilities::default();
         info.client_info = Implementation::new("mcpvisor", env!("CARGO_PKG_VERSION"));
+        info.protocol_version = self.protocol_version.clone();
         info
     }
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use rmcp::ClientCacheConfig;
 use rmcp::model::{ProtocolVersion, ServerPeerInfo};
-use rmcp::service::{ClientLifecycleMode, Peer, RoleClient, RunningService};
+use rmcp::service::{ClientInitializeError, ClientLifecycleMode, Peer, RoleClient, RunningService};
 
 pub use handler::{UpstreamEvent, UpstreamHandler};
 
@@ -51,25 +51,80 @@ impl Connection {
     }
 }
 
-/// The lifecycle every upstream is opened with: prefer the current
+/// The lifecycle an upstream is first opened with: prefer the current
 /// revision, fall back to the newest session-based one the server accepts.
-fn lifecycle() -> ClientLifecycleMode {
+fn auto_lifecycle() -> ClientLifecycleMode {
     ClientLifecycleMode::Auto {
         preferred_versions: vec![ProtocolVersion::V_2026_07_28],
         legacy_version: Some(ProtocolVersion::V_2025_11_25),
     }
 }
 
+/// Why a handshake attempt failed.
+pub(crate) enum Refusal {
+    /// The server understood `server/discover` but listed only
+    /// session-based revisions: open a session at this one instead.
+    LegacyOnly(ProtocolVersion),
+    /// Anything else.
+    Failed(CallError),
+}
+
+impl From<CallError> for Refusal {
+    fn from(e: CallError) -> Self {
+        Self::Failed(e)
+    }
+}
+
+/// Classifies a failed handshake.
+pub(crate) fn refusal(err: ClientInitializeError) -> Refusal {
+    if let ClientInitializeError::NoCompatibleProtocolVersion {
+        server_supported, ..
+    } = &err
+        && let Some(best) = server_supported
+            .iter()
+            .filter(|v| v.has_initialize())
+            .max_by(|a, b| a.as_str().cmp(b.as_str()))
+    {
+        return Refusal::LegacyOnly(best.clone());
+    }
+    Refusal::Failed(errors::from_init_error(err))
+}
+
 /// Connects to the upstream a spec describes, within `timeout`.
 pub async fn connect(
     spec: &ServiceSpec,
-    handler: UpstreamHandler,
+    mut handler: UpstreamHandler,
     timeout: Duration,
 ) -> Result<Connection, CallError> {
     let attempt = async {
-        match spec.transport {
-            TransportKind::Stdio => stdio::connect(spec, handler).await,
-            TransportKind::StreamableHttp => streamable_http::connect(spec, handler, timeout).await,
+        let mut lifecycle = auto_lifecycle();
+        loop {
+            let result = match spec.transport {
+                TransportKind::Stdio => {
+                    stdio::connect(spec, handler.clone(), lifecycle.clone()).await
+                }
+                TransportKind::StreamableHttp => {
+                    streamable_http::connect(spec, handler.clone(), lifecycle.clone(), timeout)
+                        .await
+                }
+            };
+            match result {
+                Ok(conn) => return Ok(conn),
+                Err(Refusal::Failed(e)) => return Err(e),
+                Err(Refusal::LegacyOnly(version))
+                    if matches!(lifecycle, ClientLifecycleMode::Auto { .. }) =>
+                {
+                    tracing::info!(service = %spec.name, %version, "upstream is session-based only; reconnecting with initialize");
+                    lifecycle = ClientLifecycleMode::Initialize;
+                    handler.set_protocol_version(version);
+                }
+                Err(Refusal::LegacyOnly(version)) => {
+                    return Err(CallError::new(
+                        ErrorCategory::Protocol,
+                        format!("upstream refused protocol {version} it had offered"),
+                    ));
+                }
+            }
         }
     };
     match tokio::time::timeout(timeout, attempt).await {

@@ -9,8 +9,9 @@ use std::process::Stdio;
 use rmcp::service::ClientServiceExt;
 use tokio::process::Command;
 
-use super::errors::from_init_error;
-use super::{Connection, UpstreamHandler, lifecycle, program, server_info};
+use rmcp::service::ClientLifecycleMode;
+
+use super::{Connection, Refusal, UpstreamHandler, program, refusal, server_info};
 use crate::error::{CallError, ErrorCategory};
 use crate::spec::ServiceSpec;
 
@@ -21,7 +22,8 @@ const EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 pub async fn connect(
     spec: &ServiceSpec,
     handler: UpstreamHandler,
-) -> Result<Connection, CallError> {
+    lifecycle: ClientLifecycleMode,
+) -> Result<Connection, Refusal> {
     let command = spec.command.as_deref().ok_or_else(|| {
         CallError::new(ErrorCategory::Internal, "stdio service without a command")
     })?;
@@ -44,19 +46,16 @@ pub async fn connect(
     })?;
     let pid = child.id();
     let (Some(stdout), Some(stdin)) = (child.stdout.take(), child.stdin.take()) else {
-        return Err(CallError::new(
-            ErrorCategory::Internal,
-            "child pipes unavailable",
-        ));
+        return Err(CallError::new(ErrorCategory::Internal, "child pipes unavailable").into());
     };
     let running = tokio::select! {
-        r = handler.serve_with_lifecycle((stdout, stdin), lifecycle()) => r.map_err(from_init_error)?,
+        r = handler.serve_with_lifecycle((stdout, stdin), lifecycle) => r.map_err(refusal)?,
         status = child.wait() => {
             return Err(CallError::new(
                 ErrorCategory::Network,
                 format!("`{command}` exited during the handshake ({})",
                     status.map_or_else(|e| e.to_string(), |s| s.to_string())),
-            ));
+            ).into());
         }
     };
     let (peer, info) = server_info(&running).await?;

@@ -10,8 +10,9 @@ use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use tokio::process::{Child, Command};
 
-use super::errors::from_init_error;
-use super::{Connection, UpstreamHandler, lifecycle, program, server_info};
+use rmcp::service::ClientLifecycleMode;
+
+use super::{Connection, Refusal, UpstreamHandler, program, refusal, server_info};
 use crate::error::{CallError, ErrorCategory};
 use crate::spec::ServiceSpec;
 
@@ -25,8 +26,9 @@ const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 pub async fn connect(
     spec: &ServiceSpec,
     handler: UpstreamHandler,
+    lifecycle: ClientLifecycleMode,
     timeout: Duration,
-) -> Result<Connection, CallError> {
+) -> Result<Connection, Refusal> {
     let template = spec.url.as_deref().ok_or_else(|| {
         CallError::new(
             ErrorCategory::Internal,
@@ -82,9 +84,9 @@ pub async fn connect(
         .map_err(|e| CallError::new(ErrorCategory::Internal, format!("http client: {e}")))?;
     let transport = StreamableHttpClientTransport::with_client(client, config);
     let running = handler
-        .serve_with_lifecycle(transport, lifecycle())
+        .serve_with_lifecycle(transport, lifecycle)
         .await
-        .map_err(from_init_error)?;
+        .map_err(refusal)?;
     let (peer, info) = server_info(&running).await?;
     let closed = Box::pin(async move {
         match child {

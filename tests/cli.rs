@@ -1,0 +1,83 @@
+//! The command line: config checking names file, line and field.
+
+mod common;
+
+use std::process::Command;
+
+fn check_config(text: &str) -> (bool, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(common::BIN)
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_config_explains_the_default() {
+    let out = Command::new(common::BIN)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("asana-stdio") && text.contains("asana-http"),
+        "{text}"
+    );
+    assert!(text.contains("42 tools"), "{text}");
+}
+
+#[test]
+fn check_config_names_file_line_and_field() {
+    let (ok, _, err) = check_config(
+        "[server]\nlisten = \"127.0.0.1:3000\"\n\n[[services]]\nname = \"a\"\ntransport = \"stdio\"\ncommand = \"x\"\n[services.health]\ninterval_ms = \"often\"\n",
+    );
+    assert!(!ok);
+    assert!(err.contains("bad.toml:9"), "{err}");
+    assert!(err.contains("services[0].health.interval_ms"), "{err}");
+
+    let (ok, _, err) = check_config("[[services]]\nname = \"a\"\ntransport = \"carrier-pigeon\"\n");
+    assert!(!ok);
+    assert!(
+        err.contains("bad.toml:3") && err.contains("services[0].transport"),
+        "{err}"
+    );
+
+    let (ok, _, err) = check_config(
+        "[[services]]\nname = \"a\"\ntransport = \"stdio\"\ncommand = \"x\"\nmanifest = \"builtin:notion\"\n",
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("bad.toml:2") && err.contains("services[0].manifest"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_broken_manifest_is_reported_with_its_own_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("m.json"),
+        "{\n  \"service\": \"x\",\n  \"tools\": [\n    {\"name\": \"t\", \"description\": \"d\",\n     \"inputSchema\": {\"type\": \"object\"},\n     \"category\": \"nonsense\"}\n  ]\n}\n",
+    )
+    .unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "[[services]]\nname = \"a\"\ntransport = \"stdio\"\ncommand = \"x\"\nmanifest = \"m.json\"\n").unwrap();
+    let out = Command::new(common::BIN)
+        .arg("check-config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("m.json:6:"), "{err}");
+    assert!(err.contains("tools[0].category"), "{err}");
+}
