@@ -81,3 +81,30 @@ fn a_broken_manifest_is_reported_with_its_own_file_and_line() {
     assert!(err.contains("m.json:6:"), "{err}");
     assert!(err.contains("tools[0].category"), "{err}");
 }
+
+#[test]
+fn the_default_config_serves_out_of_the_box() {
+    let started = std::time::Instant::now();
+    let d = common::Daemon::start_default();
+    // Both simulator replicas are up (stdio child and managed HTTP process).
+    for name in ["asana-stdio", "asana-http"] {
+        assert_eq!(d.service(name)["state"], "ready", "{}", d.service(name));
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "took {:?} to become ready",
+        started.elapsed()
+    );
+    let events = d.stream(
+        "asana_get_project",
+        serde_json::json!({"project_id": common::PROJECT}),
+    );
+    let result = events
+        .iter()
+        .find(|e| e.event == "result")
+        .expect("a result");
+    assert_eq!(
+        result.data["structuredContent"]["data"]["gid"],
+        common::PROJECT
+    );
+}

@@ -115,3 +115,90 @@ fn status_updates_can_be_switched_off() {
     // An unknown task is the tool's own error, not a transport failure.
     assert_eq!(events[0].data["isError"], true);
 }
+
+/// One managed HTTP simulator replica with extra simulator arguments.
+fn http_only(sim_args: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+heartbeat_ms = 200
+[[services]]
+name = "web"
+transport = "streamable_http"
+command = "@self"
+args = ["sim", "--http", "127.0.0.1:{{port}}", {sim_args}]
+url = "http://127.0.0.1:{{port}}/mcp"
+manifest = "builtin:asana"
+"#
+    )
+}
+
+#[test]
+fn closing_the_stream_cancels_the_upstream_call() {
+    use std::io::Read;
+    // 106 steps of 100 ms: about ten seconds if nobody cancels.
+    let d = Daemon::start(&http_only("\"--unit-latency-ms\", \"100\""));
+    let endpoint = d.service("web")["endpoint"].as_str().unwrap().to_owned();
+    let stats_url = endpoint.replace("/mcp", "/sim/stats");
+    let stats = || -> serde_json::Value {
+        common::client()
+            .get(&stats_url)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+
+    let body =
+        json!({"toolName": "asana_get_project_hierarchy", "arguments": {"project_id": PROJECT}});
+    let mut response = common::client()
+        .post(d.url("/api/mcp/stream"))
+        .json(&body)
+        .send()
+        .unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    while !seen.contains("event: progress") {
+        let n = response.read(&mut buf).unwrap();
+        assert!(n > 0, "stream ended before any progress");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    drop(response);
+
+    d.wait_until(
+        "the upstream to see the cancellation",
+        std::time::Duration::from_secs(5),
+        |_| stats()["cancelled"] == 1,
+    );
+    let s = stats();
+    assert_eq!(s["completed"], 0, "{s}");
+    d.wait_until(
+        "no call in flight",
+        std::time::Duration::from_secs(5),
+        |d| d.service("web")["inFlight"] == 0,
+    );
+}
+
+#[test]
+fn status_mode_tools_report_that_they_are_still_working() {
+    let d = Daemon::start(&http_only("\"--latency-ms\", \"1500\""));
+    let events = d.stream(
+        "asana_create_task",
+        json!({"project_id": PROJECT, "name": "slow write"}),
+    );
+    let working: Vec<_> = events
+        .iter()
+        .filter(|e| e.event == "status" && e.data["stage"] == "working")
+        .collect();
+    assert!(!working.is_empty(), "{events:?}");
+    assert!(working[0].data["elapsedMs"].as_u64().unwrap() >= 900);
+    let result = events
+        .iter()
+        .find(|e| e.event == "result")
+        .expect("a result");
+    assert_eq!(
+        result.data["structuredContent"]["data"]["name"],
+        "slow write"
+    );
+}

@@ -135,8 +135,18 @@ pub enum Streaming {
         /// JSON pointer to the array inside the result.
         items_pointer: String,
     },
-    /// Status lines (routing, retries, waiting) while the call runs.
-    Status,
+    /// Status lines (routing, retries, waiting) while the call runs, and a
+    /// "still working" line every `intervalMs`.
+    #[serde(rename_all = "camelCase")]
+    Status {
+        /// Period of the "still working" line.
+        #[serde(default = "default_status_interval")]
+        interval_ms: u64,
+    },
+}
+
+fn default_status_interval() -> u64 {
+    1_000
 }
 
 /// Performance hints.

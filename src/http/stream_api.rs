@@ -8,7 +8,7 @@
 //! Closing the connection cancels the call upstream. `GET` lists the tools
 //! that stream, with their manifest metadata.
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix_web::{HttpResponse, Responder, web};
 use actix_web_lab::sse;
@@ -104,9 +104,25 @@ async fn stream_call(
             events: sink,
         });
         tokio::pin!(call);
+        // Status-mode tools say they are still working while they run.
+        let working_every = match &streaming {
+            Some(Streaming::Status { interval_ms }) if options.enable_status_updates => {
+                Some(Duration::from_millis((*interval_ms).max(100)))
+            }
+            _ => None,
+        };
+        let mut working = tokio::time::interval(working_every.unwrap_or(Duration::from_secs(3600)));
+        working.reset();
         let outcome = loop {
             tokio::select! {
                 biased;
+                _ = working.tick(), if working_every.is_some() => {
+                    out.send("status", json!({
+                        "stage": "working",
+                        "message": "the call is still running",
+                        "elapsedMs": started.elapsed().as_millis() as u64,
+                    })).await;
+                }
                 Some(event) = engine_rx.recv() => match event {
                     StreamEvent::Progress { progress, total, message } if options.enable_progress => {
                         let percentage = total.filter(|t| *t > 0.0).map(|t| (progress / t * 100.0).min(100.0));

@@ -17,6 +17,7 @@ use super::SimServer;
 /// Serves until the process is stopped.
 pub async fn serve(server: SimServer, addr: SocketAddr) -> anyhow::Result<()> {
     let faults = server.faults().clone();
+    let stats = server.stats().clone();
     let service = Arc::new(StreamableHttpService::new(
         move || Ok(server.clone()),
         Arc::new(LocalSessionManager::default()),
@@ -40,11 +41,22 @@ pub async fn serve(server: SimServer, addr: SocketAddr) -> anyhow::Result<()> {
         let (stream, _) = listener.accept().await?;
         let service = service.clone();
         let faults = faults.clone();
+        let stats = stats.clone();
         tokio::spawn(async move {
             let handler = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let service = service.clone();
                 let faults = faults.clone();
+                let stats = stats.clone();
                 async move {
+                    if req.uri().path() == "/sim/stats" {
+                        let body = serde_json::to_vec(&*stats).unwrap_or_default();
+                        let mut r = hyper::Response::new(Full::new(Bytes::from(body)).boxed());
+                        r.headers_mut().insert(
+                            hyper::header::CONTENT_TYPE,
+                            hyper::header::HeaderValue::from_static("application/json"),
+                        );
+                        return Ok::<_, Infallible>(r);
+                    }
                     if req.uri().path() != "/mcp" {
                         return Ok::<_, Infallible>(plain(404, "not found"));
                     }

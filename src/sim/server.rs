@@ -1,6 +1,7 @@
 //! The simulator's MCP server: the manifest's tools over the workspace.
 
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
@@ -21,9 +22,21 @@ use super::workspace::{Scale, SimError, Workspace};
 /// The manifest whose tools the simulator serves.
 const MANIFEST: &str = include_str!("../../manifests/asana.json");
 
+/// What the simulator has done, for tests and drills (`GET /sim/stats`).
+#[derive(Debug, Default, serde::Serialize)]
+pub struct SimStats {
+    /// Calls received.
+    pub calls: AtomicU64,
+    /// Calls answered with a result.
+    pub completed: AtomicU64,
+    /// Calls stopped by the client's cancellation.
+    pub cancelled: AtomicU64,
+}
+
 /// The simulated Asana MCP server. Cheap to clone: all state is shared.
 #[derive(Clone)]
 pub struct SimServer {
+    stats: Arc<SimStats>,
     tools: Arc<Vec<Tool>>,
     workspace: Arc<Mutex<Workspace>>,
     faults: Arc<Faults>,
@@ -47,11 +60,17 @@ impl SimServer {
                 .collect::<anyhow::Result<_>>()?
         };
         Ok(Self {
+            stats: Arc::default(),
             tools: Arc::new(tools),
             workspace: Arc::new(Mutex::new(Workspace::seeded(opts.seed, Scale::default()))),
             faults: Arc::new(Faults::new(opts.faults.clone())),
             versions: Arc::new(versions),
         })
+    }
+
+    /// Counters of what the simulator did.
+    pub fn stats(&self) -> &Arc<SimStats> {
+        &self.stats
     }
 
     /// Shared fault state (the HTTP layer applies rate limiting).
@@ -110,6 +129,7 @@ impl ServerHandler for SimServer {
                 None,
             ));
         }
+        self.stats.calls.fetch_add(1, Ordering::Relaxed);
         match self.faults.on_call() {
             Verdict::Run => {}
             Verdict::Fail => {
@@ -148,7 +168,10 @@ impl ServerHandler for SimServer {
         let unit = self.faults.unit_latency();
         let base = self.faults.latency();
         tokio::select! {
-            () = cx.ct.cancelled() => return Err(ErrorData::internal_error("cancelled", None)),
+            () = cx.ct.cancelled() => {
+                self.stats.cancelled.fetch_add(1, Ordering::Relaxed);
+                return Err(ErrorData::internal_error("cancelled", None));
+            }
             () = async {
                 if !base.is_zero() {
                     tokio::time::sleep(base).await;
@@ -169,6 +192,7 @@ impl ServerHandler for SimServer {
         let text = serde_json::to_string(&output.value).unwrap_or_default();
         let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
         result.structured_content = Some(output.value);
+        self.stats.completed.fetch_add(1, Ordering::Relaxed);
         Ok(result.into())
     }
 }

@@ -98,9 +98,21 @@ impl Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("mcpvisor.toml");
         std::fs::write(&path, config).expect("write config");
-        let mut child = Command::new(BIN)
-            .args(["serve", "--config"])
-            .arg(&path)
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--config"]).arg(&path);
+        Self::launch(cmd, dir, wait_ready)
+    }
+
+    /// Starts the daemon exactly as `cargo run` does — no arguments, the
+    /// embedded default config — but on an ephemeral port.
+    pub fn start_default() -> Daemon {
+        let mut cmd = Command::new(BIN);
+        cmd.env("MCPVISOR_LISTEN", "127.0.0.1:0");
+        Self::launch(cmd, tempfile::tempdir().expect("tempdir"), true)
+    }
+
+    fn launch(mut cmd: Command, dir: tempfile::TempDir, wait_ready: bool) -> Daemon {
+        let mut child = cmd
             .env(
                 "MCPVISOR_LOG",
                 std::env::var("MCPVISOR_LOG").unwrap_or_else(|_| "warn".into()),

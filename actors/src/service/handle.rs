@@ -74,6 +74,7 @@ pub struct ServiceHandle {
 struct Detail {
     protocol: Option<String>,
     server: Option<String>,
+    endpoint: Option<String>,
     last_error: Option<String>,
     last_exit: Option<String>,
     up_since: Option<(Instant, u64)>,
@@ -194,11 +195,18 @@ impl ServiceHandle {
 
     // ---- written by the service actor ----
 
-    pub(crate) fn mark_ready(&self, protocol: &str, server: Option<String>, pid: Option<u32>) {
+    pub(crate) fn mark_ready(
+        &self,
+        protocol: &str,
+        server: Option<String>,
+        pid: Option<u32>,
+        endpoint: Option<String>,
+    ) {
         {
             let mut d = self.detail();
             d.protocol = Some(protocol.to_owned());
             d.server = server;
+            d.endpoint = endpoint;
             d.up_since = Some((Instant::now(), unix_ms()));
         }
         self.pid.store(pid.unwrap_or(0), Ordering::Relaxed);
@@ -243,6 +251,7 @@ impl ServiceHandle {
             state: self.state(),
             protocol: d.protocol.clone(),
             server: d.server.clone(),
+            endpoint: d.endpoint.clone(),
             pid: match self.pid.load(Ordering::Relaxed) {
                 0 => None,
                 p => Some(p),
@@ -281,6 +290,8 @@ pub struct ServiceSnapshot {
     pub state: ServiceState,
     pub protocol: Option<String>,
     pub server: Option<String>,
+    /// The URL actually connected to (with `{port}` filled in).
+    pub endpoint: Option<String>,
     pub pid: Option<u32>,
     pub restarts: u32,
     pub generation: u64,

@@ -189,7 +189,8 @@ impl ServiceActor {
         ctx.add_stream(futures::stream::unfold(events, |mut rx| async move {
             rx.recv().await.map(|e| (e, rx))
         }));
-        self.handle.mark_ready(&protocol, server, conn.pid);
+        self.handle
+            .mark_ready(&protocol, server, conn.pid, conn.endpoint.clone());
         self.refresh_tools(ctx);
         self.dispatch(ctx);
     }

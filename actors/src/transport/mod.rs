@@ -33,6 +33,8 @@ pub struct Connection {
     pub info: ServerPeerInfo,
     /// Process id of the launched server, if mcpvisor launched one.
     pub pid: Option<u32>,
+    /// The URL connected to, for HTTP upstreams.
+    pub endpoint: Option<String>,
     /// Resolves, with a reason, when the connection ends. Owns the
     /// connection's resources: drop it to close everything.
     pub closed: BoxFuture<'static, String>,

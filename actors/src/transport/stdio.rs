@@ -82,6 +82,7 @@ pub async fn connect(
         peer,
         info,
         pid,
+        endpoint: None,
         closed,
     })
 }

@@ -109,6 +109,7 @@ pub async fn connect(
         peer,
         info,
         pid,
+        endpoint: Some(url),
         closed,
     })
 }
