@@ -17,6 +17,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use actix::dev::SendError;
 use actix::prelude::*;
 use rmcp::model::{CallToolResult, JsonObject};
 use serde_json::Value;
@@ -138,6 +139,16 @@ fn rank(h: &ServiceHandle) -> Option<u8> {
     }
 }
 
+/// What became of handing a call to a service actor.
+enum Handoff {
+    /// In its mailbox.
+    Taken,
+    /// Its mailbox is full: the service is overloaded, not dead.
+    Full,
+    /// It has no live actor.
+    Gone,
+}
+
 /// A replica incarnation this call will not use again.
 struct Exclusion {
     service: String,
@@ -212,6 +223,12 @@ async fn execute(
         tokio::pin!(notified);
         notified.as_mut().enable();
 
+        if events.is_closed() {
+            // Nobody is waiting for the answer any more; do not start (or
+            // repeat) a call that could still have effects.
+            let e = CallError::new(ErrorCategory::Cancelled, "the caller went away");
+            return Err(with_tried(e, &tried));
+        }
         let Some(target) = candidates(&entry, directory, &excluded).into_iter().next() else {
             if any_recovering(&entry, directory, &excluded)
                 && tokio::time::Instant::now() < deadline
@@ -221,7 +238,10 @@ async fn execute(
                     format!("no replica of `{}` is ready; waiting for one", entry.group),
                     None,
                 ));
-                let _ = tokio::time::timeout_at(deadline, notified).await;
+                tokio::select! {
+                    _ = tokio::time::timeout_at(deadline, notified) => {}
+                    () = events.closed() => {}
+                }
                 continue;
             }
             let mut err = last_error.unwrap_or_else(|| {
@@ -262,14 +282,19 @@ async fn execute(
             timeout: target.spec.limits.call_timeout(),
         };
         let generation = target.generation();
-        let sent = target
-            .addr()
-            .is_some_and(|addr| addr.try_send(CallTool { job, reply: tx }).is_ok());
-        // Without an answer the actor died (or never took the call); the
-        // ticket says whether the call had left for the upstream.
-        let (outcome, crashed) = if sent {
-            match rx.await {
+        let handoff = match target.addr() {
+            Some(addr) => match addr.try_send(CallTool { job, reply: tx }) {
+                Ok(()) => Handoff::Taken,
+                Err(SendError::Full(_)) => Handoff::Full,
+                Err(SendError::Closed(_)) => Handoff::Gone,
+            },
+            None => Handoff::Gone,
+        };
+        let (outcome, crashed) = match handoff {
+            Handoff::Taken => match rx.await {
                 Ok(outcome) => (outcome, false),
+                // Without an answer the actor died; the ticket says
+                // whether the call had left for the upstream.
                 Err(_) => {
                     let mut e = CallError::new(
                         ErrorCategory::Network,
@@ -278,13 +303,21 @@ async fn execute(
                     e.delivery = ticket.delivery();
                     (Err(e), true)
                 }
+            },
+            Handoff::Full => {
+                let e = CallError::new(
+                    ErrorCategory::Overload,
+                    format!("service {service} has a full mailbox"),
+                );
+                (Err(e), false)
             }
-        } else {
-            let e = CallError::new(
-                ErrorCategory::ServiceUnavailable,
-                format!("service {service} is not accepting calls"),
-            );
-            (Err(e), true)
+            Handoff::Gone => {
+                let e = CallError::new(
+                    ErrorCategory::ServiceUnavailable,
+                    format!("service {service} is not accepting calls"),
+                );
+                (Err(e), true)
+            }
         };
         match outcome {
             Ok(result) => {

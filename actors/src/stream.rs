@@ -6,6 +6,9 @@
 //! `/api/mcp/stream`. The final outcome is not an event: it is the reply to
 //! the `Execute` message, so it can never be lost to a full channel.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -52,20 +55,41 @@ impl StreamEvent {
 /// engine: when the consumer is slower than the upstream, progress events
 /// are dropped rather than queued without bound (the final outcome is never
 /// an event, so nothing essential is lost).
+///
+/// Progress only ever increases on a sink (MCP requires it): events that
+/// would go backwards — upstream notifications handled out of order, or a
+/// failover restarting from zero — are dropped.
 #[derive(Debug, Clone)]
 pub struct EventSink {
     tx: Option<mpsc::Sender<StreamEvent>>,
+    /// Highest progress emitted so far, as `f64` bits.
+    high_water: Arc<AtomicU64>,
 }
 
 impl EventSink {
     /// A sink feeding `tx`.
     pub fn new(tx: mpsc::Sender<StreamEvent>) -> Self {
-        Self { tx: Some(tx) }
+        Self {
+            tx: Some(tx),
+            high_water: Arc::new(AtomicU64::new(f64::NEG_INFINITY.to_bits())),
+        }
     }
 
     /// A sink that discards everything (for calls nobody watches).
     pub fn discard() -> Self {
-        Self { tx: None }
+        Self {
+            tx: None,
+            high_water: Arc::new(AtomicU64::new(f64::NEG_INFINITY.to_bits())),
+        }
+    }
+
+    /// Raises the high-water mark to `p`; false if `p` does not exceed it.
+    fn advance(&self, p: f64) -> bool {
+        self.high_water
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |bits| {
+                (p > f64::from_bits(bits)).then_some(p.to_bits())
+            })
+            .is_ok()
     }
 
     /// A channel of the given capacity and its sink.
@@ -76,6 +100,11 @@ impl EventSink {
 
     /// Emits an event without waiting; drops it if the consumer lags.
     pub fn emit(&self, event: StreamEvent) {
+        if let StreamEvent::Progress { progress, .. } = &event
+            && !self.advance(*progress)
+        {
+            return;
+        }
         if let Some(tx) = &self.tx
             && let Err(mpsc::error::TrySendError::Full(ev)) = tx.try_send(event)
         {
@@ -145,6 +174,24 @@ mod tests {
     fn no_array_means_no_chunks() {
         assert!(split_chunks(json!({"data": {"gid": "1"}}), "/data", 2).is_none());
         assert!(split_chunks(json!({"x": 1}), "/data", 2).is_none());
+    }
+
+    #[test]
+    fn progress_never_goes_backwards() {
+        let (sink, mut rx) = EventSink::channel(8);
+        let p = |v: f64| StreamEvent::Progress {
+            progress: v,
+            total: None,
+            message: None,
+        };
+        for v in [1.0, 3.0, 2.0, 3.0, 1.0, 4.0] {
+            sink.clone().emit(p(v));
+        }
+        let mut seen = Vec::new();
+        while let Ok(StreamEvent::Progress { progress, .. }) = rx.try_recv() {
+            seen.push(progress);
+        }
+        assert_eq!(seen, vec![1.0, 3.0, 4.0]);
     }
 
     #[tokio::test]

@@ -102,7 +102,10 @@ impl Handler<ServiceDown> for Supervisor {
             handle.detach(ServiceState::Failed, &msg.reason);
             return;
         }
-        let backoff = policy.backoff(history.len() as u32);
+        // ±20 % jitter keeps replicas that died together from restarting in lockstep.
+        let backoff = policy
+            .backoff(history.len() as u32)
+            .mul_f64(0.8 + fastrand::f64() * 0.4);
         history.push_back(now);
         handle.count_restart();
         handle.detach(ServiceState::Restarting, &msg.reason);

@@ -246,8 +246,15 @@ impl Config {
                 }
                 _ => {}
             }
-            if s.limits.max_in_flight == 0 {
-                return Err(fail("limits.max_in_flight", "must be at least 1".into()));
+            for (field, value) in [
+                ("limits.max_in_flight", s.limits.max_in_flight as u64),
+                ("limits.call_timeout_ms", s.limits.call_timeout_ms),
+                ("limits.connect_timeout_ms", s.limits.connect_timeout_ms),
+                ("health.timeout_ms", s.health.timeout_ms),
+            ] {
+                if value == 0 {
+                    return Err(fail(field, "must be at least 1".into()));
+                }
             }
             if s.health.interval_ms < 10 {
                 return Err(fail("health.interval_ms", "must be at least 10".into()));

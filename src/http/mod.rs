@@ -84,6 +84,12 @@ pub fn bind(state: AppState) -> std::io::Result<(actix_web::dev::Server, std::ne
             .configure(move |cfg| routes(cfg, &state))
     })
     .workers(worker_count())
+    // Replies are written in small pieces (SSE events): without NODELAY,
+    // Nagle's algorithm meets the client's delayed ACK and adds ~40 ms.
+    .tcp_nodelay(true)
+    // A client that closes its side is gone: notice it at once, so its
+    // call is cancelled upstream without waiting for the next write.
+    .h1_allow_half_closed(false)
     .shutdown_timeout(5)
     .bind(listen)?;
     let addr = server.addrs().first().copied().unwrap_or(listen);

@@ -39,6 +39,8 @@ pub async fn serve(server: SimServer, addr: SocketAddr) -> anyhow::Result<()> {
     println!("mcpvisor-sim listening on http://{local}/mcp");
     loop {
         let (stream, _) = listener.accept().await?;
+        // Small SSE writes must not wait for delayed ACKs (Nagle).
+        let _ = stream.set_nodelay(true);
         let service = service.clone();
         let faults = faults.clone();
         let stats = stats.clone();

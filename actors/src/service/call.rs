@@ -63,6 +63,13 @@ pub async fn run(
     let mut params = CallToolRequestParams::new(job.name);
     params.arguments = job.arguments;
     let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+    if job.events.is_closed() {
+        let e = CallError::new(
+            ErrorCategory::Cancelled,
+            "the caller went away before the call was sent",
+        );
+        return (Err(e), started.elapsed());
+    }
     job.ticket.mark_sent();
     let handle = match peer
         .send_request_with_option(request, PeerRequestOptions::no_options())

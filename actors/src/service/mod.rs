@@ -20,7 +20,7 @@ use actix::prelude::*;
 use rmcp::model::{
     CallToolResult, ClientRequest, DiscoverRequest, DiscoverRequestParams, PingRequest,
 };
-use rmcp::service::{Peer, RoleClient};
+use rmcp::service::{Peer, RoleClient, ServiceError};
 use tokio::sync::{mpsc, oneshot};
 
 pub use call::{CallJob, Ticket};
@@ -87,6 +87,14 @@ pub struct CallTool {
     pub reply: oneshot::Sender<Result<CallToolResult, CallError>>,
 }
 
+/// The error of a call whose caller left before it was sent.
+fn gone() -> CallError {
+    CallError::new(
+        ErrorCategory::Cancelled,
+        "the caller went away before the call was sent",
+    )
+}
+
 /// Makes the next message handler panic: the restart drill's fault.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -114,6 +122,7 @@ pub struct ServiceActor {
     queue: VecDeque<CallTool>,
     in_flight: usize,
     probe_in_flight: bool,
+    probe_failures: u32,
     exit: ExitNotice,
 }
 
@@ -133,6 +142,7 @@ impl ServiceActor {
             queue: VecDeque::new(),
             in_flight: 0,
             probe_in_flight: false,
+            probe_failures: 0,
             exit: ExitNotice {
                 supervisor,
                 service,
@@ -223,8 +233,10 @@ impl ServiceActor {
             let Some(CallTool { job, reply }) = self.queue.pop_front() else {
                 break;
             };
-            if reply.is_closed() {
-                continue; // the caller gave up while the call waited
+            if reply.is_closed() || job.events.is_closed() {
+                // The caller gave up while the call waited: it must not run.
+                let _ = reply.send(Err(gone()));
+                continue;
             }
             self.in_flight += 1;
             let fut = call::run(live.peer.clone(), live.handler.clone(), job);
@@ -289,14 +301,23 @@ impl ServiceActor {
                 .map(move |result, act, ctx| {
                     act.probe_in_flight = false;
                     let failure = match result {
-                        Ok(Ok(_)) => None,
+                        // Any answer, even a JSON-RPC error (a server without
+                        // `ping`), shows the session is alive.
+                        Ok(Ok(_)) | Ok(Err(ServiceError::McpError(_))) => None,
                         Ok(Err(e)) => Some(from_service_error(e, true).to_string()),
                         Err(_) => Some(format!("probe timed out after {} ms", timeout.as_millis())),
                     };
                     match failure {
-                        None => act.handle.record_success(started.elapsed(), false),
+                        None => {
+                            act.probe_failures = 0;
+                            act.handle.record_success(started.elapsed(), false);
+                        }
                         Some(reason) => {
-                            let n = act.handle.record_failure(&reason, false);
+                            // Only the probes decide a restart: failed calls
+                            // may be the calls' own fault.
+                            act.probe_failures += 1;
+                            let n = act.probe_failures;
+                            act.handle.record_failure(&reason, false);
                             tracing::warn!(service = %act.name(), failures = n, %reason, "health probe failed");
                             if n >= act.handle.spec.health.restart_after_failures.max(1) {
                                 act.crash(ctx, format!("{n} health probes failed in a row ({reason})"));
@@ -335,7 +356,9 @@ impl Handler<CallTool> for ServiceActor {
     type Result = ();
 
     fn handle(&mut self, msg: CallTool, ctx: &mut Context<Self>) {
-        if self.queue.len() >= self.handle.spec.limits.max_queue {
+        let busy =
+            self.live.is_none() || self.in_flight >= self.handle.spec.limits.max_in_flight.max(1);
+        if busy && self.queue.len() >= self.handle.spec.limits.max_queue {
             let err = CallError::new(
                 ErrorCategory::Overload,
                 format!(

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rmcp::model::ErrorCode;
 use rmcp::service::{ClientInitializeError, ServiceError};
-use rmcp::transport::streamable_http_client::HttpStatusError;
+use rmcp::transport::streamable_http_client::{HttpStatusError, StreamableHttpError};
 
 use crate::error::{CallError, Delivery, ErrorCategory};
 
@@ -55,12 +55,17 @@ pub fn from_service_error(err: ServiceError, written: bool) -> CallError {
     out
 }
 
-/// Converts a transport-level error by looking through its source chain for
-/// an HTTP status or a connect failure.
+/// Converts a transport-level error. The HTTP client's errors come boxed
+/// as `StreamableHttpError<reqwest::Error>`, whose status variant hides the
+/// status from `source()`, so it is downcast first; other transports fall
+/// back to a walk of the source chain.
 pub fn from_transport_error(
     err: &(dyn StdError + Send + Sync + 'static),
     written: bool,
 ) -> CallError {
+    if let Some(classified) = classify_http(err) {
+        return classified;
+    }
     let mut source: Option<&(dyn StdError + 'static)> = Some(err);
     while let Some(e) = source {
         if let Some(status) = e.downcast_ref::<HttpStatusError>() {
@@ -75,6 +80,25 @@ pub fn from_transport_error(
     }
     let c = CallError::new(ErrorCategory::Network, err.to_string());
     if written { c.maybe_sent() } else { c }
+}
+
+/// An HTTP status or a refused connection from the Streamable HTTP client.
+fn classify_http(err: &(dyn StdError + Send + Sync + 'static)) -> Option<CallError> {
+    match err.downcast_ref::<StreamableHttpError<reqwest::Error>>()? {
+        StreamableHttpError::HttpStatus(status) => Some(from_http_status(
+            status.status,
+            status.retry_after.as_deref(),
+        )),
+        // The request never left: nothing can have run.
+        StreamableHttpError::Client(r) if r.is_connect() => Some(CallError::new(
+            ErrorCategory::Network,
+            format!("connect failed: {r}"),
+        )),
+        StreamableHttpError::AuthRequired(_) | StreamableHttpError::InsufficientScope(_) => {
+            Some(CallError::new(ErrorCategory::Auth, err.to_string()))
+        }
+        _ => None,
+    }
 }
 
 /// Category and delivery of an HTTP error status from an upstream.
@@ -111,14 +135,11 @@ pub fn from_init_error(err: ClientInitializeError) -> CallError {
             format!("upstream requires authorization: {challenge}"),
         );
     }
-    let mut source: Option<&(dyn StdError + 'static)> = Some(&err);
-    while let Some(e) = source {
-        if let Some(status) = e.downcast_ref::<HttpStatusError>() {
-            let mut c = from_http_status(status.status, status.retry_after.as_deref());
-            c.message = format!("handshake failed: {}", c.message);
-            return c;
-        }
-        source = e.source();
+    if let ClientInitializeError::TransportError { error, .. } = &err
+        && let Some(mut c) = classify_http(error.error.as_ref())
+    {
+        c.message = format!("handshake failed: {}", c.message);
+        return c;
     }
     CallError::new(ErrorCategory::Network, format!("handshake failed: {err}"))
 }
@@ -133,6 +154,51 @@ mod tests {
         assert_eq!(c.category, ErrorCategory::RateLimit);
         assert_eq!(c.delivery, Delivery::NeverSent);
         assert_eq!(c.retry_after, Some(Duration::from_secs(2)));
+    }
+
+    fn transport_error(e: StreamableHttpError<reqwest::Error>) -> ServiceError {
+        ServiceError::TransportSend(rmcp::transport::DynamicTransportError::from_parts(
+            "streamable-http",
+            std::any::TypeId::of::<()>(),
+            Box::new(e),
+        ))
+    }
+
+    #[test]
+    fn http_429_from_the_client_transport_is_rate_limit_never_sent() {
+        let e = transport_error(StreamableHttpError::HttpStatus(HttpStatusError::new(
+            429,
+            Some("3".into()),
+        )));
+        let c = from_service_error(e, true);
+        assert_eq!(c.category, ErrorCategory::RateLimit);
+        assert_eq!(c.delivery, Delivery::NeverSent);
+        assert_eq!(c.retry_after, Some(Duration::from_secs(3)));
+        let e = transport_error(StreamableHttpError::HttpStatus(HttpStatusError::new(
+            500, None,
+        )));
+        assert_eq!(from_service_error(e, true).delivery, Delivery::MaybeSent);
+    }
+
+    #[tokio::test]
+    async fn refused_connection_is_never_sent() {
+        // Nothing listens on port 9 of loopback (discard); the connect fails.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let r = reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{port}/"))
+            .send()
+            .await
+            .expect_err("nothing listens there");
+        assert!(r.is_connect());
+        let c = from_service_error(transport_error(StreamableHttpError::Client(r)), true);
+        assert_eq!(
+            (c.category, c.delivery),
+            (ErrorCategory::Network, Delivery::NeverSent)
+        );
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub enum UpstreamEvent {
 /// The rmcp client handler of one upstream connection.
 #[derive(Clone)]
 pub struct UpstreamHandler {
-    progress: Arc<DashMap<ProgressToken, (EventSink, f64)>>,
+    progress: Arc<DashMap<ProgressToken, EventSink>>,
     events: mpsc::UnboundedSender<UpstreamEvent>,
     /// Version asked for by an `initialize` handshake.
     protocol_version: ProtocolVersion,
@@ -50,8 +50,7 @@ impl UpstreamHandler {
 
     /// Routes progress for `token` to `sink` until the guard is dropped.
     pub fn watch_progress(&self, token: ProgressToken, sink: EventSink) -> ProgressGuard {
-        self.progress
-            .insert(token.clone(), (sink, f64::NEG_INFINITY));
+        self.progress.insert(token.clone(), sink);
         ProgressGuard {
             map: self.progress.clone(),
             token,
@@ -61,7 +60,7 @@ impl UpstreamHandler {
 
 /// Removes a progress route when the call ends.
 pub struct ProgressGuard {
-    map: Arc<DashMap<ProgressToken, (EventSink, f64)>>,
+    map: Arc<DashMap<ProgressToken, EventSink>>,
     token: ProgressToken,
 }
 
@@ -77,13 +76,10 @@ impl ClientHandler for UpstreamHandler {
         params: ProgressNotificationParam,
         _ctx: NotificationContext<RoleClient>,
     ) {
-        // rmcp handles each notification on its own task, so they can arrive
-        // out of order; progress must only ever increase, so stale ones go.
-        if let Some(mut route) = self.progress.get_mut(&params.progress_token)
-            && params.progress > route.1
-        {
-            route.1 = params.progress;
-            route.0.emit(StreamEvent::Progress {
+        // rmcp handles each notification on its own task, so they can
+        // arrive out of order; the sink drops any that would go backwards.
+        if let Some(sink) = self.progress.get(&params.progress_token) {
+            sink.emit(StreamEvent::Progress {
                 progress: params.progress,
                 total: params.total,
                 message: params.message,

@@ -58,7 +58,9 @@ pub async fn connect(
     let mut config = StreamableHttpClientTransportConfig::with_uri(url.as_str());
     config.max_json_response_size = MAX_RESPONSE_BYTES;
     config.max_sse_event_size = MAX_RESPONSE_BYTES;
-    config.max_concurrent_requests = spec.limits.max_in_flight.max(1);
+    // Room beyond the call limit, so health probes and tools/list never
+    // queue behind long calls on an upstream that answers in plain JSON.
+    config.max_concurrent_requests = spec.limits.max_in_flight.max(1) + 2;
     let mut headers = HashMap::new();
     for (name, value) in &spec.headers {
         if name.eq_ignore_ascii_case("authorization") {
