@@ -108,3 +108,49 @@ fn the_default_config_serves_out_of_the_box() {
         common::PROJECT
     );
 }
+
+#[test]
+fn call_and_tools_talk_to_a_running_daemon() {
+    let d = common::Daemon::start(&common::two_replicas(&[], &[]));
+    let out = Command::new(common::BIN)
+        .args(["tools", "--url", &d.base, "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tools: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(tools.as_array().unwrap().len(), 42);
+
+    let args = format!("{{\"project_id\":\"{}\"}}", common::PROJECT);
+    let out = Command::new(common::BIN)
+        .args([
+            "call",
+            "asana_get_project_hierarchy",
+            "--url",
+            &d.base,
+            "--args",
+            &args,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        result["structuredContent"]["data"]["project"]["gid"],
+        common::PROJECT
+    );
+
+    let out = Command::new(common::BIN)
+        .args(["call", "asana_get_task", "--url", &d.base, "--args", "{}"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("task_id"));
+}

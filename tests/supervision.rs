@@ -165,3 +165,26 @@ fn a_destructive_call_that_may_have_run_is_not_sent_again() {
     );
     assert!(events.iter().all(|e| e.event != "result"));
 }
+
+#[test]
+fn a_killed_http_upstream_is_a_broken_session_that_gets_restarted() {
+    let d = Daemon::start(&two_replicas(&[], &[]));
+    let before = d.service("asana-http");
+    let pid = before["pid"].as_u64().expect("managed http pid");
+    let endpoint = before["endpoint"].as_str().unwrap().to_owned();
+    kill9(pid);
+    d.wait_until("http replica restarted", Duration::from_secs(20), |d| {
+        let s = d.service("asana-http");
+        s["state"] == "ready" && s["restarts"].as_u64() >= Some(1)
+    });
+    let after = d.service("asana-http");
+    assert_ne!(after["pid"], json!(pid));
+    assert_ne!(
+        after["endpoint"],
+        json!(endpoint),
+        "a fresh port for the fresh process"
+    );
+    // Calls were never interrupted: the stdio replica served throughout.
+    let events = d.stream("asana_list_workspaces", json!({}));
+    assert_eq!(result_of(&events)["isError"], false);
+}

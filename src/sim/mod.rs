@@ -32,6 +32,14 @@ pub struct SimOptions {
     /// like an older server. Default: every revision rmcp knows.
     #[arg(long, value_delimiter = ',', env = "SIM_PROTOCOLS")]
     pub protocols: Vec<String>,
+    /// Withdraw this tool after `--hide-after-calls` calls, announcing the
+    /// change (`notifications/tools/list_changed`): a server whose tool list
+    /// changes while it runs.
+    #[arg(long, value_name = "TOOL", requires = "hide_after_calls")]
+    pub hide_tool: Option<String>,
+    /// See `--hide-tool`.
+    #[arg(long, value_name = "N")]
+    pub hide_after_calls: Option<u64>,
     #[command(flatten)]
     pub faults: faults::FaultOptions,
 }

@@ -1,18 +1,19 @@
 //! The simulator's MCP server: the manifest's tools over the workspace.
 
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 use mcpvisor_actors::manifest::Manifest;
 use mcpvisor_actors::registry::tool_from_manifest;
+use rmcp::model::SubscriptionFilter;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
     ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ProtocolVersion,
     ServerCapabilities, ServerConfig, Tool,
 };
-use rmcp::service::RequestContext;
+use rmcp::service::{RequestContext, SubscriptionContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 
 use super::SimOptions;
@@ -37,6 +38,11 @@ pub struct SimStats {
 #[derive(Clone)]
 pub struct SimServer {
     stats: Arc<SimStats>,
+    /// The tool withdrawn after some calls, and when.
+    hide: Option<(String, u64)>,
+    hidden: Arc<AtomicBool>,
+    /// Announces tool list changes to `subscriptions/listen` streams.
+    tools_changed: tokio::sync::broadcast::Sender<()>,
     tools: Arc<Vec<Tool>>,
     workspace: Arc<Mutex<Workspace>>,
     faults: Arc<Faults>,
@@ -61,10 +67,25 @@ impl SimServer {
         };
         Ok(Self {
             stats: Arc::default(),
+            hide: opts.hide_tool.clone().zip(opts.hide_after_calls),
+            hidden: Arc::default(),
+            tools_changed: tokio::sync::broadcast::channel(16).0,
             tools: Arc::new(tools),
             workspace: Arc::new(Mutex::new(Workspace::seeded(opts.seed, Scale::default()))),
             faults: Arc::new(Faults::new(opts.faults.clone())),
             versions: Arc::new(versions),
+        })
+    }
+
+    /// The tools currently offered.
+    fn visible_tools(&self) -> impl Iterator<Item = &Tool> {
+        let hidden = self.hidden.load(Ordering::Acquire);
+        self.tools.iter().filter(move |t| {
+            !(hidden
+                && self
+                    .hide
+                    .as_ref()
+                    .is_some_and(|(name, _)| t.name == name.as_str()))
         })
     }
 
@@ -111,11 +132,39 @@ impl ServerHandler for SimServer {
         _request: Option<PaginatedRequestParams>,
         _cx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        Ok(ListToolsResult::with_all_items((*self.tools).clone()))
+        Ok(ListToolsResult::with_all_items(
+            self.visible_tools().cloned().collect(),
+        ))
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
-        self.tools.iter().find(|t| t.name == name).cloned()
+        self.visible_tools().find(|t| t.name == name).cloned()
+    }
+
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        let mut accepted = SubscriptionFilter::default();
+        accepted.tools_list_changed = requested.tools_list_changed;
+        Some(accepted)
+    }
+
+    async fn listen(&self, cx: SubscriptionContext) -> Result<(), ErrorData> {
+        let mut changes = self.tools_changed.subscribe();
+        loop {
+            tokio::select! {
+                () = cx.cancelled() => return Ok(()),
+                change = changes.recv() => match change {
+                    Ok(()) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        if cx.sink().notify_tool_list_changed().await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
+                },
+            }
+        }
     }
 
     async fn call_tool(
@@ -129,7 +178,18 @@ impl ServerHandler for SimServer {
                 None,
             ));
         }
-        self.stats.calls.fetch_add(1, Ordering::Relaxed);
+        let n = self.stats.calls.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some((tool, after)) = &self.hide
+            && n == *after
+        {
+            tracing::info!(%tool, "withdrawing tool");
+            self.hidden.store(true, Ordering::Release);
+            let _ = self.tools_changed.send(());
+            // Session-era clients hear it on their session.
+            if cx.protocol_version().is_some_and(|v| v.has_initialize()) {
+                let _ = cx.peer.notify_tool_list_changed().await;
+            }
+        }
         match self.faults.on_call() {
             Verdict::Run => {}
             Verdict::Fail => {
@@ -140,6 +200,7 @@ impl ServerHandler for SimServer {
             }
             Verdict::Hang => {
                 cx.ct.cancelled().await;
+                self.stats.cancelled.fetch_add(1, Ordering::Relaxed);
                 return Err(ErrorData::internal_error("cancelled", None));
             }
         }

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use rmcp::model::{
     CallToolResult, ClientRequest, DiscoverRequest, DiscoverRequestParams, PingRequest,
+    ServerNotification, SubscriptionFilter,
 };
 use rmcp::service::{Peer, RoleClient, ServiceError};
 use tokio::sync::{mpsc, oneshot};
@@ -184,6 +185,14 @@ impl ServiceActor {
             .as_ref()
             .map(|i| format!("{} {}", i.name, i.version));
         tracing::info!(service = %self.name(), %protocol, server = server.as_deref().unwrap_or("?"), pid = ?conn.pid, "service connected");
+        let announces_changes = conn.stateless()
+            && conn
+                .info
+                .capabilities
+                .tools
+                .as_ref()
+                .and_then(|t| t.list_changed)
+                == Some(true);
         self.live = Some(Live {
             peer: conn.peer.clone(),
             handler,
@@ -199,10 +208,44 @@ impl ServiceActor {
         ctx.add_stream(futures::stream::unfold(events, |mut rx| async move {
             rx.recv().await.map(|e| (e, rx))
         }));
+        if announces_changes {
+            self.listen_for_tool_changes(ctx, conn.peer.clone());
+        }
         self.handle
             .mark_ready(&protocol, server, conn.pid, conn.endpoint.clone());
         self.refresh_tools(ctx);
         self.dispatch(ctx);
+    }
+
+    /// 2026-07-28 servers announce list changes only on a
+    /// `subscriptions/listen` stream; hold one open for the connection's life.
+    fn listen_for_tool_changes(&mut self, ctx: &mut Context<Self>, peer: Peer<RoleClient>) {
+        let Some(live) = &self.live else { return };
+        let handler = live.handler.clone();
+        let service = self.name().to_owned();
+        ctx.spawn(
+            async move {
+                let filter = SubscriptionFilter::builder().tools_list_changed().build();
+                let mut sub = match peer.listen(filter).await {
+                    Ok(sub) => sub,
+                    Err(e) => {
+                        tracing::debug!(%service, error = %e, "subscriptions/listen refused");
+                        return;
+                    }
+                };
+                loop {
+                    match sub.next().await {
+                        Ok(Some(ServerNotification::ToolListChangedNotification(_))) => {
+                            handler.tools_changed()
+                        }
+                        Ok(Some(_)) => {}
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+                tracing::debug!(%service, "tool change subscription ended");
+            }
+            .into_actor(self),
+        );
     }
 
     fn refresh_tools(&mut self, ctx: &mut Context<Self>) {

@@ -48,6 +48,12 @@ impl UpstreamHandler {
         self.protocol_version = version;
     }
 
+    /// Reports that the upstream's tool list changed (from a 2026-07-28
+    /// `subscriptions/listen` stream rather than a session notification).
+    pub fn tools_changed(&self) {
+        let _ = self.events.send(UpstreamEvent::ToolsChanged);
+    }
+
     /// Routes progress for `token` to `sink` until the guard is dropped.
     pub fn watch_progress(&self, token: ProgressToken, sink: EventSink) -> ProgressGuard {
         self.progress.insert(token.clone(), sink);
