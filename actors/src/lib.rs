@@ -6,6 +6,7 @@
 
 pub mod directory;
 pub mod error;
+pub mod health;
 pub mod manifest;
 pub mod registry;
 pub mod router;
@@ -17,6 +18,7 @@ pub mod transport;
 
 pub use directory::Directory;
 pub use error::{CallError, Delivery, ErrorCategory};
+pub use health::{HealthMonitor, HealthStatus};
 pub use registry::Registry;
 pub use router::{CallOutcome, Execute, Router, RouterConfig};
 pub use stream::{EventSink, StreamEvent};

@@ -25,6 +25,7 @@ use tokio::sync::oneshot;
 
 use crate::directory::Directory;
 use crate::error::{CallError, Delivery, ErrorCategory};
+use crate::health::HealthStatus;
 use crate::registry::{Registry, ToolEntry};
 use crate::service::{CallJob, CallTool, ServiceHandle, ServiceState, Ticket};
 use crate::stream::{EventSink, StreamEvent};
@@ -131,11 +132,18 @@ pub fn check_arguments(entry: &ToolEntry, arguments: Option<&JsonObject>) -> Res
 }
 
 /// Health rank: lower is better; `None` means "do not route here now".
+/// Healthy before degraded before unknown; an unhealthy service that is
+/// still connected is the last resort.
 fn rank(h: &ServiceHandle) -> Option<u8> {
-    match h.state() {
-        ServiceState::Ready if h.consecutive_failures() == 0 => Some(0),
-        ServiceState::Ready => Some(1),
-        _ => None,
+    if h.state() != ServiceState::Ready {
+        return None;
+    }
+    match h.health() {
+        HealthStatus::Healthy => Some(0),
+        HealthStatus::Degraded => Some(1),
+        HealthStatus::Unknown => Some(2),
+        HealthStatus::Unhealthy => Some(3),
+        HealthStatus::Disabled | HealthStatus::Failed => None,
     }
 }
 

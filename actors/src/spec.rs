@@ -132,6 +132,16 @@ pub struct HealthSpec {
     /// Consecutive failed probes after which the connection is treated as
     /// dead and the service restarted.
     pub restart_after_failures: u32,
+    /// Consecutive failures (probes or calls) that make the service
+    /// `unhealthy`.
+    pub unhealthy_after: u32,
+    /// Median latency of recent successful samples above which the service
+    /// is `degraded`.
+    pub degraded_latency_ms: u64,
+    /// Samples kept per service (uptime and percentiles are over these).
+    pub history_size: usize,
+    /// How long an unavailable service's tools stay listed.
+    pub tools_grace_ms: u64,
 }
 
 impl Default for HealthSpec {
@@ -140,6 +150,10 @@ impl Default for HealthSpec {
             interval_ms: 5_000,
             timeout_ms: 2_000,
             restart_after_failures: 3,
+            unhealthy_after: 2,
+            degraded_latency_ms: 1_000,
+            history_size: 120,
+            tools_grace_ms: 30_000,
         }
     }
 }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use crate::directory::Directory;
+use crate::health::{Evaluate, HealthMonitor};
 use crate::registry::Registry;
 use crate::service::{
     InjectPanic, ServiceActor, ServiceDown, ServiceHandle, ServiceState, Shutdown,
@@ -22,16 +23,22 @@ use crate::service::{
 pub struct Supervisor {
     directory: Arc<Directory>,
     registry: Arc<Registry>,
+    monitor: Addr<HealthMonitor>,
     restarts: HashMap<String, VecDeque<Instant>>,
     stopping: bool,
 }
 
 impl Supervisor {
     /// A supervisor for every service in the directory.
-    pub fn new(directory: Arc<Directory>, registry: Arc<Registry>) -> Self {
+    pub fn new(
+        directory: Arc<Directory>,
+        registry: Arc<Registry>,
+        monitor: Addr<HealthMonitor>,
+    ) -> Self {
         Self {
             directory,
             registry,
+            monitor,
             restarts: HashMap::new(),
             stopping: false,
         }
@@ -46,11 +53,21 @@ impl Supervisor {
             handle.clone(),
             self.registry.clone(),
             ctx.address().recipient(),
+            self.monitor.clone().recipient(),
             generation,
         );
         let addr = actor.start();
         handle.attach(addr, generation);
+        self.evaluate(handle.name());
         tracing::info!(service = %handle.name(), generation, "service started");
+    }
+}
+
+impl Supervisor {
+    fn evaluate(&self, service: &str) {
+        self.monitor.do_send(Evaluate {
+            service: service.to_owned(),
+        });
     }
 }
 
@@ -79,6 +96,7 @@ impl Handler<ServiceDown> for Supervisor {
         }
         if msg.requested || self.stopping {
             handle.detach(ServiceState::Stopped, &msg.reason);
+            self.evaluate(&msg.service);
             return;
         }
         let policy = &handle.spec.restart;
@@ -100,6 +118,7 @@ impl Handler<ServiceDown> for Supervisor {
                 "restart intensity exceeded; service marked failed"
             );
             handle.detach(ServiceState::Failed, &msg.reason);
+            self.evaluate(&msg.service);
             return;
         }
         // ±20 % jitter keeps replicas that died together from restarting in lockstep.
@@ -109,6 +128,7 @@ impl Handler<ServiceDown> for Supervisor {
         history.push_back(now);
         handle.count_restart();
         handle.detach(ServiceState::Restarting, &msg.reason);
+        self.evaluate(&msg.service);
         tracing::warn!(
             service = %msg.service,
             reason = %msg.reason,

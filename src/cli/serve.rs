@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use actix::Actor;
 use mcpvisor_actors::supervisor::StopAll;
-use mcpvisor_actors::{Directory, Registry, Router, Supervisor};
+use mcpvisor_actors::{Directory, HealthMonitor, Registry, Router, Supervisor};
 
 use crate::config::Config;
 use crate::http::{self, AppState};
@@ -16,11 +16,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         registry.add_service(&spec.name, spec.group(), config.manifest_for(spec)?);
     }
     let directory = Arc::new(Directory::new(config.services.clone()));
-    let supervisor = Supervisor::new(directory.clone(), registry.clone()).start();
+    let monitor = HealthMonitor::new(directory.clone(), config.alerts.clone()).start();
+    let supervisor = Supervisor::new(directory.clone(), registry.clone(), monitor.clone()).start();
     let router = Router::new(registry.clone(), directory.clone(), config.router_config()).start();
     let state = AppState::new(
         router,
         supervisor.clone(),
+        monitor,
         registry.clone(),
         directory,
         config.server.clone(),

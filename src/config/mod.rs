@@ -10,6 +10,7 @@ mod interpolate;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use mcpvisor_actors::health::AlertConfig;
 use mcpvisor_actors::manifest::{Manifest, ManifestError};
 use mcpvisor_actors::spec::{ServiceSpec, TransportKind};
 use serde::{Deserialize, Serialize};
@@ -32,6 +33,9 @@ pub struct Config {
     /// Routing settings.
     #[serde(default)]
     pub router: RouterSection,
+    /// Alerts.
+    #[serde(default)]
+    pub alerts: AlertConfig,
     /// Upstream MCP services.
     #[serde(default)]
     pub services: Vec<ServiceSpec>,

@@ -4,6 +4,7 @@
 
 mod admin;
 mod errors;
+mod health;
 mod mcp;
 mod stream_api;
 
@@ -12,7 +13,8 @@ use std::time::Duration;
 
 use actix::Addr;
 use actix_web::{App, HttpServer, web};
-use mcpvisor_actors::{Directory, Registry, Router, Supervisor};
+use mcpvisor_actors::registry::ToolEntry;
+use mcpvisor_actors::{Directory, HealthMonitor, Registry, Router, Supervisor};
 
 use crate::config::ServerConfig;
 
@@ -23,6 +25,8 @@ pub struct AppState {
     pub router: Addr<Router>,
     /// Restarts services; takes drill faults.
     pub supervisor: Addr<Supervisor>,
+    /// Health, history and alerts.
+    pub monitor: Addr<HealthMonitor>,
     /// Tool table.
     pub registry: Arc<Registry>,
     /// Services.
@@ -38,6 +42,7 @@ impl AppState {
     pub fn new(
         router: Addr<Router>,
         supervisor: Addr<Supervisor>,
+        monitor: Addr<HealthMonitor>,
         registry: Arc<Registry>,
         directory: Arc<Directory>,
         server: ServerConfig,
@@ -49,11 +54,22 @@ impl AppState {
         Self {
             router,
             supervisor,
+            monitor,
             registry,
             directory,
             server: Arc::new(server),
             sessions,
         }
+    }
+
+    /// Whether a tool belongs in listings: some replica offering it is
+    /// serving, or went away less than its grace period ago.
+    pub fn listed(&self, entry: &ToolEntry) -> bool {
+        entry
+            .providers
+            .iter()
+            .filter_map(|p| self.directory.get(p))
+            .any(|h| h.listable())
     }
 
     fn heartbeat(&self) -> Duration {
@@ -71,6 +87,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: &AppState) {
         .app_data(web::PayloadConfig::new(state.server.max_body_bytes))
         .configure(mcp::routes)
         .configure(stream_api::routes)
+        .configure(health::routes)
         .configure(admin::routes);
 }
 

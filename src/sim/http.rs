@@ -13,6 +13,9 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 
 use super::SimServer;
+use super::faults::{FaultUpdate, Faults};
+use super::server::SimStats;
+use std::sync::atomic::Ordering;
 
 /// Serves until the process is stopped.
 pub async fn serve(server: SimServer, addr: SocketAddr) -> anyhow::Result<()> {
@@ -46,33 +49,7 @@ pub async fn serve(server: SimServer, addr: SocketAddr) -> anyhow::Result<()> {
         let stats = stats.clone();
         tokio::spawn(async move {
             let handler = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                let service = service.clone();
-                let faults = faults.clone();
-                let stats = stats.clone();
-                async move {
-                    if req.uri().path() == "/sim/stats" {
-                        let body = serde_json::to_vec(&*stats).unwrap_or_default();
-                        let mut r = hyper::Response::new(Full::new(Bytes::from(body)).boxed());
-                        r.headers_mut().insert(
-                            hyper::header::CONTENT_TYPE,
-                            hyper::header::HeaderValue::from_static("application/json"),
-                        );
-                        return Ok::<_, Infallible>(r);
-                    }
-                    if req.uri().path() != "/mcp" {
-                        return Ok::<_, Infallible>(plain(404, "not found"));
-                    }
-                    if req.method() == hyper::Method::POST
-                        && let Some(secs) = faults.rate_limited()
-                    {
-                        let mut r = plain(429, "rate limited (simulated)");
-                        if let Ok(v) = hyper::header::HeaderValue::from_str(&secs.to_string()) {
-                            r.headers_mut().insert(hyper::header::RETRY_AFTER, v);
-                        }
-                        return Ok(r);
-                    }
-                    Ok(service.handle(req).await)
-                }
+                route(req, service.clone(), faults.clone(), stats.clone())
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), handler)
@@ -84,10 +61,71 @@ pub async fn serve(server: SimServer, addr: SocketAddr) -> anyhow::Result<()> {
     }
 }
 
-fn plain(
-    status: u16,
-    body: &'static str,
-) -> hyper::Response<http_body_util::combinators::BoxBody<Bytes, Infallible>> {
+type Reply = hyper::Response<http_body_util::combinators::BoxBody<Bytes, Infallible>>;
+
+/// `/mcp` (with the fault knobs in front), `/sim/stats`, `/sim/faults`.
+async fn route(
+    req: hyper::Request<hyper::body::Incoming>,
+    service: Arc<StreamableHttpService<SimServer, LocalSessionManager>>,
+    faults: Arc<Faults>,
+    stats: Arc<SimStats>,
+) -> Result<Reply, Infallible> {
+    match (req.method().clone(), req.uri().path()) {
+        (hyper::Method::GET, "/sim/stats") => Ok(json(&serde_json::json!({
+            "calls": stats.calls.load(Ordering::Relaxed),
+            "completed": stats.completed.load(Ordering::Relaxed),
+            "cancelled": stats.cancelled.load(Ordering::Relaxed),
+            "callTimesMs": stats.call_times(),
+            "faults": faults.state(),
+        }))),
+        (hyper::Method::POST, "/sim/faults") => {
+            let body = match req.into_body().collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(_) => return Ok(plain(400, "unreadable body")),
+            };
+            match serde_json::from_slice::<FaultUpdate>(&body) {
+                Ok(update) => {
+                    faults.update(update);
+                    Ok(json(&faults.state()))
+                }
+                Err(_) => Ok(plain(400, "bad fault update")),
+            }
+        }
+        (_, "/mcp") => {
+            let slow = faults.slow();
+            if !slow.is_zero() {
+                tokio::time::sleep(slow).await;
+            }
+            let tool_call = req
+                .headers()
+                .get("mcp-method")
+                .is_some_and(|m| m.as_bytes() == b"tools/call");
+            if req.method() == hyper::Method::POST
+                && let Some(secs) = faults.rate_limited(tool_call)
+            {
+                let mut r = plain(429, "rate limited (simulated)");
+                if let Ok(v) = hyper::header::HeaderValue::from_str(&secs.to_string()) {
+                    r.headers_mut().insert(hyper::header::RETRY_AFTER, v);
+                }
+                return Ok(r);
+            }
+            Ok(service.handle(req).await)
+        }
+        _ => Ok(plain(404, "not found")),
+    }
+}
+
+fn json(value: &impl serde::Serialize) -> Reply {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    let mut r = hyper::Response::new(Full::new(Bytes::from(body)).boxed());
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn plain(status: u16, body: &'static str) -> Reply {
     let mut r = hyper::Response::new(Full::new(Bytes::from_static(body.as_bytes())).boxed());
     *r.status_mut() =
         hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);

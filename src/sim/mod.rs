@@ -40,6 +40,11 @@ pub struct SimOptions {
     /// See `--hide-tool`.
     #[arg(long, value_name = "N")]
     pub hide_after_calls: Option<u64>,
+    /// Append one JSON line per executed write (tool and arguments) to this
+    /// file, flushed before the call is answered: a record that survives
+    /// `kill -9`, for counting executions across crashes and replicas.
+    #[arg(long, value_name = "PATH", env = "SIM_EXEC_LOG")]
+    pub exec_log: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub faults: faults::FaultOptions,
 }

@@ -1,6 +1,7 @@
 //! The simulator's MCP server: the manifest's tools over the workspace.
 
 use std::borrow::Cow;
+use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -24,7 +25,7 @@ use super::workspace::{Scale, SimError, Workspace};
 const MANIFEST: &str = include_str!("../../manifests/asana.json");
 
 /// What the simulator has done, for tests and drills (`GET /sim/stats`).
-#[derive(Debug, Default, serde::Serialize)]
+#[derive(Debug, Default)]
 pub struct SimStats {
     /// Calls received.
     pub calls: AtomicU64,
@@ -32,12 +33,45 @@ pub struct SimStats {
     pub completed: AtomicU64,
     /// Calls stopped by the client's cancellation.
     pub cancelled: AtomicU64,
+    /// Arrival times (unix ms) of the most recent calls.
+    call_times: Mutex<std::collections::VecDeque<u64>>,
+}
+
+/// Call arrival times kept.
+const CALL_TIMES: usize = 1_000;
+
+impl SimStats {
+    fn arrived(&self) -> u64 {
+        let mut times = self.call_times.lock().unwrap_or_else(|p| p.into_inner());
+        if times.len() == CALL_TIMES {
+            times.pop_front();
+        }
+        times.push_back(unix_ms());
+        self.calls.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Arrival times (unix ms) of the most recent calls, oldest first.
+    pub fn call_times(&self) -> Vec<u64> {
+        self.call_times
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .copied()
+            .collect()
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The simulated Asana MCP server. Cheap to clone: all state is shared.
 #[derive(Clone)]
 pub struct SimServer {
     stats: Arc<SimStats>,
+    exec_log: Option<Arc<Mutex<std::fs::File>>>,
     /// The tool withdrawn after some calls, and when.
     hide: Option<(String, u64)>,
     hidden: Arc<AtomicBool>,
@@ -65,8 +99,20 @@ impl SimServer {
                 })
                 .collect::<anyhow::Result<_>>()?
         };
+        let exec_log = match &opts.exec_log {
+            Some(path) => {
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .with_context(|| format!("cannot open execution log {}", path.display()))?;
+                Some(Arc::new(Mutex::new(file)))
+            }
+            None => None,
+        };
         Ok(Self {
             stats: Arc::default(),
+            exec_log,
             hide: opts.hide_tool.clone().zip(opts.hide_after_calls),
             hidden: Arc::default(),
             tools_changed: tokio::sync::broadcast::channel(16).0,
@@ -75,6 +121,26 @@ impl SimServer {
             faults: Arc::new(Faults::new(opts.faults.clone())),
             versions: Arc::new(versions),
         })
+    }
+
+    /// Records an executed write in the execution log, if there is one.
+    fn log_execution(&self, tool: &str, args: &rmcp::model::JsonObject) {
+        let Some(log) = &self.exec_log else { return };
+        let read_only = self
+            .tools
+            .iter()
+            .find(|t| t.name == tool)
+            .and_then(|t| t.annotations.as_ref())
+            .and_then(|a| a.read_only_hint)
+            == Some(true);
+        if read_only {
+            return;
+        }
+        let line = serde_json::json!({"tool": tool, "arguments": args, "atMs": unix_ms()});
+        let mut file = log.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = writeln!(file, "{line}").and_then(|()| file.flush()) {
+            tracing::error!(error = %e, "cannot write the execution log");
+        }
     }
 
     /// The tools currently offered.
@@ -178,7 +244,7 @@ impl ServerHandler for SimServer {
                 None,
             ));
         }
-        let n = self.stats.calls.fetch_add(1, Ordering::Relaxed) + 1;
+        let n = self.stats.arrived();
         if let Some((tool, after)) = &self.hide
             && n == *after
         {
@@ -209,7 +275,11 @@ impl ServerHandler for SimServer {
         // one step (and one progress notification) per Asana request.
         let output = {
             let mut ws = self.workspace.lock().unwrap_or_else(|p| p.into_inner());
-            ws.call(&request.name, &args)
+            let output = ws.call(&request.name, &args);
+            if output.is_ok() {
+                self.log_execution(&request.name, &args);
+            }
+            output
         };
         let output = match output {
             Ok(o) => o,

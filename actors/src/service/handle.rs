@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix::Addr;
 use arc_swap::ArcSwapOption;
@@ -15,6 +15,7 @@ use serde::Serialize;
 use tokio::sync::Notify;
 
 use super::ServiceActor;
+use crate::health::HealthStatus;
 use crate::spec::ServiceSpec;
 
 /// Lifecycle state of a service.
@@ -65,6 +66,8 @@ pub struct ServiceHandle {
     last_latency_us: AtomicU64,
     latency_ewma_us: AtomicU64,
     pid: AtomicU32,
+    health: AtomicU8,
+    unavailable_since: Mutex<Option<Instant>>,
     detail: Mutex<Detail>,
     /// Fires whenever the service becomes ready (for callers waiting on a restart).
     ready: Arc<Notify>,
@@ -112,6 +115,8 @@ impl ServiceHandle {
             last_latency_us: AtomicU64::new(0),
             latency_ewma_us: AtomicU64::new(0),
             pid: AtomicU32::new(0),
+            health: AtomicU8::new(HealthStatus::Unknown as u8),
+            unavailable_since: Mutex::new(None),
             detail: Mutex::new(Detail::default()),
             ready,
         }
@@ -155,6 +160,35 @@ impl ServiceHandle {
     /// Restarts so far.
     pub fn restarts(&self) -> u32 {
         self.restarts.load(Ordering::Relaxed)
+    }
+
+    /// Health status, as the health monitor last derived it.
+    pub fn health(&self) -> HealthStatus {
+        HealthStatus::from_u8(self.health.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn set_health(&self, status: HealthStatus) {
+        self.health.store(status as u8, Ordering::Release);
+        let mut since = self
+            .unavailable_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match status {
+            HealthStatus::Unhealthy | HealthStatus::Failed | HealthStatus::Disabled => {
+                since.get_or_insert_with(Instant::now);
+            }
+            _ => *since = None,
+        }
+    }
+
+    /// Whether the service's tools belong in `tools/list`: it is serving,
+    /// or has been unavailable for less than the grace period.
+    pub fn listable(&self) -> bool {
+        let since = *self
+            .unavailable_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        since.is_none_or(|t| t.elapsed() < Duration::from_millis(self.spec.health.tools_grace_ms))
     }
 
     /// Resolves the next time any service becomes ready.
@@ -249,6 +283,7 @@ impl ServiceHandle {
             transport: self.spec.transport,
             priority: self.spec.priority,
             state: self.state(),
+            health: self.health(),
             protocol: d.protocol.clone(),
             server: d.server.clone(),
             endpoint: d.endpoint.clone(),
@@ -288,6 +323,7 @@ pub struct ServiceSnapshot {
     pub transport: crate::spec::TransportKind,
     pub priority: crate::manifest::Priority,
     pub state: ServiceState,
+    pub health: HealthStatus,
     pub protocol: Option<String>,
     pub server: Option<String>,
     /// The URL actually connected to (with `{port}` filled in).

@@ -28,6 +28,8 @@ pub use call::{CallJob, Ticket};
 pub use handle::{ServiceHandle, ServiceSnapshot, ServiceState};
 
 use crate::error::{CallError, ErrorCategory};
+use crate::health::history::Source;
+use crate::health::{self, ReportSample};
 use crate::registry::Registry;
 use crate::transport::errors::from_service_error;
 use crate::transport::{self, Connection, UpstreamEvent, UpstreamHandler};
@@ -119,6 +121,8 @@ struct Live {
 pub struct ServiceActor {
     handle: Arc<ServiceHandle>,
     registry: Arc<Registry>,
+    monitor: Recipient<ReportSample>,
+    connecting_since: Instant,
     live: Option<Live>,
     queue: VecDeque<CallTool>,
     in_flight: usize,
@@ -133,12 +137,15 @@ impl ServiceActor {
         handle: Arc<ServiceHandle>,
         registry: Arc<Registry>,
         supervisor: Recipient<ServiceDown>,
+        monitor: Recipient<ReportSample>,
         generation: u64,
     ) -> Self {
         let service = handle.name().to_owned();
         Self {
             handle,
             registry,
+            monitor,
+            connecting_since: Instant::now(),
             live: None,
             queue: VecDeque::new(),
             in_flight: 0,
@@ -165,10 +172,19 @@ impl ServiceActor {
                 tracing::info!(service = %self.name(), %reason, "service stopping");
             } else {
                 tracing::warn!(service = %self.name(), %reason, "service down");
+                self.report(false, None, Source::Lifecycle, Some(reason.clone()));
             }
             self.exit.reason = Some(reason);
         }
         ctx.stop();
+    }
+
+    /// Tells the health monitor what was just observed.
+    fn report(&self, ok: bool, latency: Option<Duration>, source: Source, error: Option<String>) {
+        self.monitor.do_send(ReportSample {
+            service: self.name().to_owned(),
+            sample: health::sample(ok, latency, source, error),
+        });
     }
 
     fn connected(
@@ -213,6 +229,12 @@ impl ServiceActor {
         }
         self.handle
             .mark_ready(&protocol, server, conn.pid, conn.endpoint.clone());
+        self.report(
+            true,
+            Some(self.connecting_since.elapsed()),
+            Source::Lifecycle,
+            None,
+        );
         self.refresh_tools(ctx);
         self.dispatch(ctx);
     }
@@ -303,9 +325,14 @@ impl ServiceActor {
         latency: Duration,
     ) {
         match outcome {
-            Ok(_) => self.handle.record_success(latency, true),
+            Ok(_) => {
+                self.handle.record_success(latency, true);
+                self.report(true, Some(latency), Source::Call, None);
+            }
+            Err(e) if e.category == ErrorCategory::Cancelled => {}
             Err(e) if e.category.blames_service() => {
                 self.handle.record_failure(&e.to_string(), true);
+                self.report(false, None, Source::Call, Some(e.to_string()));
                 if e.category == ErrorCategory::Network
                     && self
                         .live
@@ -315,10 +342,10 @@ impl ServiceActor {
                     self.crash(ctx, format!("connection lost: {}", e.message));
                 }
             }
-            Err(e) => {
+            Err(_) => {
                 // The service answered; the call itself failed.
-                let _ = e;
                 self.handle.record_success(latency, false);
+                self.report(true, Some(latency), Source::Call, None);
             }
         }
     }
@@ -354,6 +381,7 @@ impl ServiceActor {
                         None => {
                             act.probe_failures = 0;
                             act.handle.record_success(started.elapsed(), false);
+                            act.report(true, Some(started.elapsed()), Source::Probe, None);
                         }
                         Some(reason) => {
                             // Only the probes decide a restart: failed calls
@@ -361,6 +389,7 @@ impl ServiceActor {
                             act.probe_failures += 1;
                             let n = act.probe_failures;
                             act.handle.record_failure(&reason, false);
+                            act.report(false, None, Source::Probe, Some(reason.clone()));
                             tracing::warn!(service = %act.name(), failures = n, %reason, "health probe failed");
                             if n >= act.handle.spec.health.restart_after_failures.max(1) {
                                 act.crash(ctx, format!("{n} health probes failed in a row ({reason})"));

@@ -246,6 +246,7 @@ async fn dispatch(
                 .snapshot()
                 .tools()
                 .iter()
+                .filter(|e| state.listed(e))
                 .filter_map(|e| serde_json::to_value(&e.tool).ok())
                 .collect();
             let mut result = json!({"tools": tools});
