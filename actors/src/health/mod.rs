@@ -329,7 +329,8 @@ impl HealthMonitor {
                 true,
                 format!("{name} failed: restarted too often, supervisor gave up"),
             ),
-            HealthStatus::Disabled if old != HealthStatus::Unknown => {
+            // An operator's choice, worth a note; a shutdown is not.
+            HealthStatus::Disabled if h.state() == ServiceState::Disabled => {
                 let event = self.alerts.raise(
                     Raise {
                         key: format!("disabled:{name}"),
