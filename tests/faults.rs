@@ -76,25 +76,51 @@ call_timeout_ms = 300
         .as_str()
         .unwrap()
         .replace("/mcp", "/sim/stats");
-    let (kind, data) = outcome(&d.stream("asana_list_workspaces", json!({})));
+    let cancelled = || -> serde_json::Value {
+        let stats: serde_json::Value = common::client()
+            .get(&stats_url)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        stats["cancelled"].clone()
+    };
+
+    // A read that times out is retried once in place (retry.timeout allows
+    // two attempts); each deadline sends notifications/cancelled upstream.
+    let events = d.stream("asana_list_workspaces", json!({}));
+    let (kind, data) = outcome(&events);
     assert_eq!(kind, "error");
     assert_eq!(data["category"], "timeout", "{data}");
     assert_eq!(data["retryable"], true);
-    assert_eq!(d.service("web")["inFlight"], 0);
-    // The deadline sent notifications/cancelled: the upstream stopped waiting.
+    assert!(events.iter().any(|e| e.data["stage"] == "retrying"));
     d.wait_until(
-        "the upstream to see the cancellation",
+        "both attempts cancelled upstream",
         std::time::Duration::from_secs(5),
-        |_| {
-            let stats: serde_json::Value = common::client()
-                .get(&stats_url)
-                .send()
-                .unwrap()
-                .json()
-                .unwrap();
-            stats["cancelled"] == 1
-        },
+        |_| cancelled() == 2,
     );
+
+    // A write that timed out may have run: it is not sent again.
+    let events = d.stream(
+        "asana_create_task",
+        json!({"project_id": common::PROJECT, "name": "x"}),
+    );
+    let (kind, data) = outcome(&events);
+    assert_eq!(kind, "error");
+    assert!(
+        data["message"]
+            .as_str()
+            .unwrap()
+            .contains("outcome unknown"),
+        "{data}"
+    );
+    assert!(events.iter().all(|e| e.data["stage"] != "retrying"));
+    d.wait_until(
+        "the one attempt cancelled upstream",
+        std::time::Duration::from_secs(5),
+        |_| cancelled() == 3,
+    );
+    assert_eq!(d.service("web")["inFlight"], 0);
 }
 
 #[test]

@@ -9,6 +9,7 @@ pub mod error;
 pub mod health;
 pub mod manifest;
 pub mod registry;
+pub mod retry;
 pub mod router;
 pub mod service;
 pub mod spec;

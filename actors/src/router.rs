@@ -27,6 +27,7 @@ use crate::directory::Directory;
 use crate::error::{CallError, Delivery, ErrorCategory};
 use crate::health::HealthStatus;
 use crate::registry::{Registry, ToolEntry};
+use crate::retry::RetryConfig;
 use crate::service::{CallJob, CallTool, ServiceHandle, ServiceState, Ticket};
 use crate::stream::{EventSink, StreamEvent};
 
@@ -37,6 +38,8 @@ pub struct RouterConfig {
     pub max_attempts: u32,
     /// How long a call may wait for a restarting replica to come back.
     pub wait_for_service: Duration,
+    /// Retry strategies per error category.
+    pub retry: Arc<RetryConfig>,
 }
 
 impl Default for RouterConfig {
@@ -44,6 +47,7 @@ impl Default for RouterConfig {
         Self {
             max_attempts: 3,
             wait_for_service: Duration::from_secs(10),
+            retry: Arc::default(),
         }
     }
 }
@@ -161,8 +165,8 @@ enum Handoff {
 struct Exclusion {
     service: String,
     generation: u64,
-    /// Its actor died (a fresh incarnation is coming), rather than
-    /// answering with an error.
+    /// Its actor died, or its connection broke: a fresh incarnation is
+    /// coming, so waiting for it makes sense.
     crashed: bool,
 }
 
@@ -219,6 +223,7 @@ async fn execute(
     let started = Instant::now();
     let safe = entry.safe_to_repeat();
     let deadline = tokio::time::Instant::now() + config.wait_for_service;
+    let call_deadline = started + config.retry.deadline();
     let mut tried: Vec<String> = Vec::new();
     let mut excluded: Vec<Exclusion> = Vec::new();
     let mut attempts = 0u32;
@@ -288,6 +293,10 @@ async fn execute(
             events: events.clone(),
             ticket: ticket.clone(),
             timeout: target.spec.limits.call_timeout(),
+            safe,
+            attempt: 0,
+            deadline: call_deadline,
+            retry: config.retry.clone(),
         };
         let generation = target.generation();
         let handoff = match target.addr() {
@@ -339,7 +348,11 @@ async fn execute(
             Err(e) => {
                 let e = e.at(&service);
                 let repeatable = e.delivery == Delivery::NeverSent || safe;
-                if !e.retryable() || attempts >= config.max_attempts {
+                let policy_attempts = config
+                    .retry
+                    .policy(e.category)
+                    .map_or(1, |p| p.max_attempts);
+                if !e.retryable() || attempts >= config.max_attempts.min(policy_attempts.max(1)) {
                     return Err(with_tried(e, &tried));
                 }
                 if !repeatable {
@@ -349,7 +362,7 @@ async fn execute(
                 excluded.push(Exclusion {
                     service,
                     generation,
-                    crashed,
+                    crashed: crashed || e.category == ErrorCategory::Network,
                 });
                 last_error = Some(e);
             }

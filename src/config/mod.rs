@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use mcpvisor_actors::health::AlertConfig;
 use mcpvisor_actors::manifest::{Manifest, ManifestError};
+use mcpvisor_actors::retry::RetryConfig;
 use mcpvisor_actors::spec::{ServiceSpec, TransportKind};
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +37,9 @@ pub struct Config {
     /// Alerts.
     #[serde(default)]
     pub alerts: AlertConfig,
+    /// Retry strategies per error category.
+    #[serde(default)]
+    pub retry: RetryConfig,
     /// Upstream MCP services.
     #[serde(default)]
     pub services: Vec<ServiceSpec>,
@@ -204,6 +208,32 @@ impl Config {
     }
 
     fn validate(&self, text: &str) -> Result<(), (usize, String, String)> {
+        for (name, p) in [
+            ("rate_limit", &self.retry.rate_limit),
+            ("service_unavailable", &self.retry.service_unavailable),
+            ("timeout", &self.retry.timeout),
+            ("network", &self.retry.network),
+            ("overload", &self.retry.overload),
+        ] {
+            let line = text
+                .lines()
+                .position(|l| l.trim() == format!("[retry.{name}]"))
+                .map_or(0, |i| i + 1);
+            if p.max_attempts == 0 {
+                return Err((
+                    line,
+                    format!("retry.{name}.max_attempts"),
+                    "must be at least 1".into(),
+                ));
+            }
+            if !(0.0..=1.0).contains(&p.jitter) {
+                return Err((
+                    line,
+                    format!("retry.{name}.jitter"),
+                    "must be between 0 and 1".into(),
+                ));
+            }
+        }
         let mut names = std::collections::HashSet::new();
         for (i, s) in self.services.iter().enumerate() {
             let line = service_line(text, &s.name);
@@ -311,6 +341,7 @@ impl Config {
         mcpvisor_actors::RouterConfig {
             max_attempts: self.router.max_attempts.max(1),
             wait_for_service: std::time::Duration::from_millis(self.router.wait_for_service_ms),
+            retry: std::sync::Arc::new(self.retry.clone()),
         }
     }
 }

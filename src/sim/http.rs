@@ -76,6 +76,7 @@ async fn route(
             "completed": stats.completed.load(Ordering::Relaxed),
             "cancelled": stats.cancelled.load(Ordering::Relaxed),
             "callTimesMs": stats.call_times(),
+            "rateLimitedAtMs": stats.refusals(),
             "faults": faults.state(),
         }))),
         (hyper::Method::POST, "/sim/faults") => {
@@ -103,6 +104,7 @@ async fn route(
             if req.method() == hyper::Method::POST
                 && let Some(secs) = faults.rate_limited(tool_call)
             {
+                stats.refused();
                 let mut r = plain(429, "rate limited (simulated)");
                 if let Ok(v) = hyper::header::HeaderValue::from_str(&secs.to_string()) {
                     r.headers_mut().insert(hyper::header::RETRY_AFTER, v);

@@ -35,6 +35,8 @@ pub struct SimStats {
     pub cancelled: AtomicU64,
     /// Arrival times (unix ms) of the most recent calls.
     call_times: Mutex<std::collections::VecDeque<u64>>,
+    /// When (unix ms) requests were refused with 429.
+    rate_limited: Mutex<Vec<u64>>,
 }
 
 /// Call arrival times kept.
@@ -48,6 +50,22 @@ impl SimStats {
         }
         times.push_back(unix_ms());
         self.calls.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Records a request refused with 429.
+    pub fn refused(&self) {
+        let mut times = self.rate_limited.lock().unwrap_or_else(|p| p.into_inner());
+        if times.len() < CALL_TIMES {
+            times.push(unix_ms());
+        }
+    }
+
+    /// When requests were refused with 429 (unix ms).
+    pub fn refusals(&self) -> Vec<u64> {
+        self.rate_limited
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Arrival times (unix ms) of the most recent calls, oldest first.

@@ -270,18 +270,12 @@ impl HealthMonitor {
             }
             h.set_health(new);
             tracing::info!(service = %name, from = ?old, to = ?new, "health status changed");
-            self.on_transition(&h, old, new, &summary);
+            self.on_transition(&h, new, &summary);
             self.evaluate_group(h.spec.group());
         }
     }
 
-    fn on_transition(
-        &mut self,
-        h: &ServiceHandle,
-        old: HealthStatus,
-        new: HealthStatus,
-        s: &Summary,
-    ) {
+    fn on_transition(&mut self, h: &ServiceHandle, new: HealthStatus, s: &Summary) {
         let name = h.name();
         let (degraded, unhealthy, failed) = (
             format!("degraded:{name}"),

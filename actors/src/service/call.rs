@@ -16,6 +16,7 @@ use rmcp::model::{
 use rmcp::service::{Peer, PeerRequestOptions, RequestHandle, RoleClient};
 
 use crate::error::{CallError, Delivery, ErrorCategory};
+use crate::retry::RetryConfig;
 use crate::stream::EventSink;
 use crate::transport::UpstreamHandler;
 use crate::transport::errors::from_service_error;
@@ -34,6 +35,10 @@ impl Ticket {
     pub(crate) fn mark_sent(&self) {
         self.0.store(true, Ordering::Release);
     }
+    /// The upstream provably did not take the call (e.g. it answered 429).
+    pub(crate) fn mark_unsent(&self) {
+        self.0.store(false, Ordering::Release);
+    }
     /// Delivery as far as we know it.
     pub fn delivery(&self) -> Delivery {
         if self.0.load(Ordering::Acquire) {
@@ -51,24 +56,53 @@ pub struct CallJob {
     pub events: EventSink,
     pub ticket: Ticket,
     pub timeout: Duration,
+    /// The tool is read-only or idempotent: re-sending is safe.
+    pub safe: bool,
+    /// Attempts made on this service so far.
+    pub attempt: u32,
+    /// When every retry of the call must have ended.
+    pub deadline: Instant,
+    /// Retry strategies.
+    pub retry: Arc<RetryConfig>,
 }
 
-/// Runs one call to completion.
-pub async fn run(
-    peer: Peer<RoleClient>,
-    handler: UpstreamHandler,
-    job: CallJob,
-) -> (Result<CallToolResult, CallError>, Duration) {
+/// What one attempt produced; the job comes back for a possible retry.
+pub struct Attempt {
+    pub job: CallJob,
+    pub outcome: Result<CallToolResult, CallError>,
+    pub latency: Duration,
+}
+
+/// Runs one attempt of a call to completion.
+pub async fn run(peer: Peer<RoleClient>, handler: UpstreamHandler, mut job: CallJob) -> Attempt {
     let started = Instant::now();
-    let mut params = CallToolRequestParams::new(job.name);
-    params.arguments = job.arguments;
+    job.attempt += 1;
+    let outcome = attempt(&peer, &handler, &job).await;
+    if let Err(e) = &outcome
+        && e.delivery == Delivery::NeverSent
+    {
+        job.ticket.mark_unsent();
+    }
+    Attempt {
+        job,
+        outcome,
+        latency: started.elapsed(),
+    }
+}
+
+async fn attempt(
+    peer: &Peer<RoleClient>,
+    handler: &UpstreamHandler,
+    job: &CallJob,
+) -> Result<CallToolResult, CallError> {
+    let mut params = CallToolRequestParams::new(job.name.clone());
+    params.arguments = job.arguments.clone();
     let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
     if job.events.is_closed() {
-        let e = CallError::new(
+        return Err(CallError::new(
             ErrorCategory::Cancelled,
             "the caller went away before the call was sent",
-        );
-        return (Err(e), started.elapsed());
+        ));
     }
     job.ticket.mark_sent();
     let handle = match peer
@@ -76,7 +110,7 @@ pub async fn run(
         .await
     {
         Ok(h) => h,
-        Err(e) => return (Err(from_service_error(e, false)), started.elapsed()),
+        Err(e) => return Err(from_service_error(e, false)),
     };
     let RequestHandle {
         rx,
@@ -85,13 +119,13 @@ pub async fn run(
         ..
     } = handle;
     let _route = handler.watch_progress(progress_token, job.events.clone());
-    let outcome = tokio::select! {
+    tokio::select! {
         answer = tokio::time::timeout(job.timeout, rx) => match answer {
             Ok(Ok(Ok(result))) => into_call_result(result),
             Ok(Ok(Err(e))) => Err(from_service_error(e, true)),
             Ok(Err(_)) => Err(CallError::new(ErrorCategory::Network, "upstream connection closed").maybe_sent()),
             Err(_) => {
-                cancel(&peer, id, "deadline exceeded").await;
+                cancel(peer, id, "deadline exceeded").await;
                 Err(CallError::new(
                     ErrorCategory::Timeout,
                     format!("no answer within {} ms", job.timeout.as_millis()),
@@ -100,11 +134,10 @@ pub async fn run(
             }
         },
         () = job.events.closed() => {
-            cancel(&peer, id, "client went away").await;
+            cancel(peer, id, "client went away").await;
             Err(CallError::new(ErrorCategory::Cancelled, "the caller went away").maybe_sent())
         }
-    };
-    (outcome, started.elapsed())
+    }
 }
 
 async fn cancel(peer: &Peer<RoleClient>, id: RequestId, reason: &str) {

@@ -27,10 +27,12 @@ use tokio::sync::{mpsc, oneshot};
 pub use call::{CallJob, Ticket};
 pub use handle::{ServiceHandle, ServiceSnapshot, ServiceState};
 
-use crate::error::{CallError, ErrorCategory};
+use crate::error::{CallError, Delivery, ErrorCategory};
 use crate::health::history::Source;
 use crate::health::{self, ReportSample};
 use crate::registry::Registry;
+use crate::retry::RetryConfig;
+use crate::stream::StreamEvent;
 use crate::transport::errors::from_service_error;
 use crate::transport::{self, Connection, UpstreamEvent, UpstreamHandler};
 
@@ -128,6 +130,8 @@ pub struct ServiceActor {
     in_flight: usize,
     probe_in_flight: bool,
     probe_failures: u32,
+    /// Calls in the retry mailbox, waiting out their backoff.
+    waiting: usize,
     exit: ExitNotice,
 }
 
@@ -151,6 +155,7 @@ impl ServiceActor {
             in_flight: 0,
             probe_in_flight: false,
             probe_failures: 0,
+            waiting: 0,
             exit: ExitNotice {
                 supervisor,
                 service,
@@ -305,22 +310,81 @@ impl ServiceActor {
             }
             self.in_flight += 1;
             let fut = call::run(live.peer.clone(), live.handler.clone(), job);
-            ctx.spawn(
-                fut.into_actor(self)
-                    .map(move |(outcome, latency), act, ctx| {
-                        act.in_flight -= 1;
-                        act.observe_call(ctx, &outcome, latency);
-                        let _ = reply.send(outcome);
-                        act.dispatch(ctx);
-                    }),
-            );
+            ctx.spawn(fut.into_actor(self).map(move |attempt, act, ctx| {
+                act.in_flight -= 1;
+                act.observe_call(&attempt.outcome, attempt.latency);
+                act.settle(ctx, attempt, reply);
+                act.dispatch(ctx);
+            }));
         }
-        self.handle.set_load(self.in_flight, self.queue.len());
+        self.handle
+            .set_load(self.in_flight, self.queue.len() + self.waiting);
+    }
+
+    /// Answers a finished attempt, or puts the call in the retry mailbox.
+    fn settle(
+        &mut self,
+        ctx: &mut Context<Self>,
+        attempt: call::Attempt,
+        reply: oneshot::Sender<Result<CallToolResult, CallError>>,
+    ) {
+        let call::Attempt { job, outcome, .. } = attempt;
+        let Err(e) = &outcome else {
+            let _ = reply.send(outcome);
+            return;
+        };
+        let Some(delay) = self.retry_delay(&job, e) else {
+            let _ = reply.send(outcome);
+            return;
+        };
+        tracing::info!(
+            service = %self.name(),
+            tool = %job.name,
+            category = %e.category,
+            attempt = job.attempt,
+            delay_ms = delay.as_millis() as u64,
+            "retrying"
+        );
+        job.events.emit(StreamEvent::status(
+            "retrying",
+            format!(
+                "{}: retrying on {} in {} ms (attempt {} of {})",
+                e.category,
+                self.name(),
+                delay.as_millis(),
+                job.attempt + 1,
+                job.retry.policy(e.category).map_or(0, |p| p.max_attempts),
+            ),
+            Some(self.name()),
+        ));
+        self.waiting += 1;
+        ctx.run_later(delay, move |act, ctx| {
+            act.waiting -= 1;
+            act.queue.push_front(CallTool { job, reply });
+            act.dispatch(ctx);
+        });
+    }
+
+    /// Whether (and when) a failed attempt goes to the retry mailbox: the
+    /// category is retried in place, re-sending is safe, its strategy has
+    /// attempts left, the mailbox has room, and the wait fits the deadline.
+    fn retry_delay(&self, job: &CallJob, e: &CallError) -> Option<Duration> {
+        if !RetryConfig::retried_in_place(e.category) {
+            return None;
+        }
+        if e.delivery == Delivery::MaybeSent && !job.safe {
+            return None;
+        }
+        let policy = job.retry.policy(e.category)?;
+        if job.attempt >= policy.max_attempts || self.waiting >= job.retry.max_waiting {
+            return None;
+        }
+        let delay = policy.delay(job.attempt, e.retry_after, fastrand::f64());
+        (Instant::now() + delay <= job.deadline).then_some(delay)
     }
 
     fn observe_call(
         &mut self,
-        ctx: &mut Context<Self>,
         outcome: &Result<CallToolResult, CallError>,
         latency: Duration,
     ) {
@@ -332,15 +396,9 @@ impl ServiceActor {
             Err(e) if e.category == ErrorCategory::Cancelled => {}
             Err(e) if e.category.blames_service() => {
                 self.handle.record_failure(&e.to_string(), true);
+                // A broken connection is reported (with the process's exit
+                // status) by the connection's own watcher, which ends the actor.
                 self.report(false, None, Source::Call, Some(e.to_string()));
-                if e.category == ErrorCategory::Network
-                    && self
-                        .live
-                        .as_ref()
-                        .is_some_and(|l| l.peer.is_transport_closed())
-                {
-                    self.crash(ctx, format!("connection lost: {}", e.message));
-                }
             }
             Err(_) => {
                 // The service answered; the call itself failed.
