@@ -161,6 +161,27 @@ enum Handoff {
     Gone,
 }
 
+/// The error, and whether the service is being replaced, for a call that
+/// could not be handed to its service actor.
+fn handoff_error(handoff: &Handoff, service: &str) -> (Result<CallToolResult, CallError>, bool) {
+    match handoff {
+        Handoff::Full => (
+            Err(CallError::new(
+                ErrorCategory::Overload,
+                format!("service {service} has a full mailbox"),
+            )),
+            false,
+        ),
+        _ => (
+            Err(CallError::new(
+                ErrorCategory::ServiceUnavailable,
+                format!("service {service} is not accepting calls"),
+            )),
+            true,
+        ),
+    }
+}
+
 /// A replica incarnation this call will not use again.
 struct Exclusion {
     service: String,
@@ -187,6 +208,7 @@ fn candidates(
         .iter()
         .filter_map(|name| directory.get(name))
         .filter(|h| !excluded.iter().any(|x| x.covers(h)))
+        .filter(|h| h.breaker_admits())
         .filter_map(|h| rank(h).map(|r| (r, h.clone())))
         .collect();
     c.sort_by(|(ra, a), (rb, b)| {
@@ -242,7 +264,12 @@ async fn execute(
             let e = CallError::new(ErrorCategory::Cancelled, "the caller went away");
             return Err(with_tried(e, &tried));
         }
-        let Some(target) = candidates(&entry, directory, &excluded).into_iter().next() else {
+        // The first candidate whose breaker lets the call through (a
+        // half-open breaker admits one trial call at a time).
+        let target = candidates(&entry, directory, &excluded)
+            .into_iter()
+            .find(|h| h.breaker_acquire());
+        let Some(target) = target else {
             if any_recovering(&entry, directory, &excluded)
                 && tokio::time::Instant::now() < deadline
             {
@@ -321,19 +348,10 @@ async fn execute(
                     (Err(e), true)
                 }
             },
-            Handoff::Full => {
-                let e = CallError::new(
-                    ErrorCategory::Overload,
-                    format!("service {service} has a full mailbox"),
-                );
-                (Err(e), false)
-            }
-            Handoff::Gone => {
-                let e = CallError::new(
-                    ErrorCategory::ServiceUnavailable,
-                    format!("service {service} is not accepting calls"),
-                );
-                (Err(e), true)
+            Handoff::Full | Handoff::Gone => {
+                // The call never reached the service: the breaker learnt nothing.
+                target.breaker_release();
+                handoff_error(&handoff, &service)
             }
         };
         match outcome {

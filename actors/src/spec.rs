@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::manifest::Priority;
+pub use crate::service::breaker::BreakerSpec;
 
 /// The wire an upstream speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -72,6 +73,9 @@ pub struct ServiceSpec {
     /// Restart policy.
     #[serde(default)]
     pub restart: RestartSpec,
+    /// Circuit breaker.
+    #[serde(default)]
+    pub breaker: BreakerSpec,
 }
 
 fn yes() -> bool {

@@ -6,7 +6,7 @@
 //! state to report, not to repeat. A restart always builds a fresh actor
 //! from the service's spec.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,8 @@ pub struct Supervisor {
     registry: Arc<Registry>,
     monitor: Addr<HealthMonitor>,
     restarts: HashMap<String, VecDeque<Instant>>,
+    /// Services switched off (by config or an operator).
+    disabled: HashSet<String>,
     stopping: bool,
 }
 
@@ -40,6 +42,7 @@ impl Supervisor {
             registry,
             monitor,
             restarts: HashMap::new(),
+            disabled: HashSet::new(),
             stopping: false,
         }
     }
@@ -79,6 +82,8 @@ impl Actor for Supervisor {
         for handle in directory.all() {
             if handle.spec.enabled {
                 self.start_service(handle, ctx);
+            } else {
+                self.disabled.insert(handle.name().to_owned());
             }
         }
     }
@@ -95,7 +100,12 @@ impl Handler<ServiceDown> for Supervisor {
             return; // a stale notice from an incarnation already replaced
         }
         if msg.requested || self.stopping {
-            handle.detach(ServiceState::Stopped, &msg.reason);
+            let state = if self.disabled.contains(&msg.service) {
+                ServiceState::Disabled
+            } else {
+                ServiceState::Stopped
+            };
+            handle.detach(state, &msg.reason);
             self.evaluate(&msg.service);
             return;
         }
@@ -162,6 +172,51 @@ impl Handler<StopAll> for Supervisor {
                 });
             }
         }
+    }
+}
+
+/// Switches a service off (stopping its actor and its process) or on
+/// (starting it afresh, even after the supervisor gave up on it).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<ServiceState, String>")]
+pub struct SetEnabled {
+    /// The service.
+    pub service: String,
+    /// On or off.
+    pub enabled: bool,
+}
+
+impl Handler<SetEnabled> for Supervisor {
+    type Result = Result<ServiceState, String>;
+
+    fn handle(&mut self, msg: SetEnabled, ctx: &mut Context<Self>) -> Self::Result {
+        let handle = self
+            .directory
+            .get(&msg.service)
+            .cloned()
+            .ok_or_else(|| format!("no service named `{}`", msg.service))?;
+        if msg.enabled {
+            self.disabled.remove(&msg.service);
+            self.restarts.remove(&msg.service);
+            if matches!(
+                handle.state(),
+                ServiceState::Disabled | ServiceState::Failed | ServiceState::Stopped
+            ) {
+                tracing::info!(service = %msg.service, "service enabled");
+                self.start_service(&handle, ctx);
+            }
+        } else if self.disabled.insert(msg.service.clone()) {
+            tracing::info!(service = %msg.service, "service disabled");
+            handle.set_state(ServiceState::Disabled);
+            match handle.addr() {
+                Some(addr) => addr.do_send(Shutdown {
+                    reason: "disabled by an operator".into(),
+                }),
+                None => handle.detach(ServiceState::Disabled, "disabled by an operator"),
+            }
+            self.evaluate(&msg.service);
+        }
+        Ok(handle.state())
     }
 }
 

@@ -3,7 +3,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use mcpvisor_actors::service::ServiceState;
-use mcpvisor_actors::supervisor::InjectFault;
+use mcpvisor_actors::supervisor::{InjectFault, SetEnabled};
 use mcpvisor_actors::{CallError, ErrorCategory};
 use serde_json::json;
 
@@ -16,6 +16,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/api/services/{name}/inject-panic",
             web::post().to(inject_panic),
         )
+        .route("/api/services/{name}/enable", web::post().to(enable))
+        .route("/api/services/{name}/disable", web::post().to(disable))
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz));
 }
@@ -82,6 +84,48 @@ pub fn require_admin(state: &AppState, req: &HttpRequest) -> Result<(), ApiError
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn enable(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    set_enabled(&state, &req, name.into_inner(), true).await
+}
+
+async fn disable(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    set_enabled(&state, &req, name.into_inner(), false).await
+}
+
+/// `POST /api/services/{name}/enable|disable`: switches a service on or off
+/// at run time (enabling also revives a service the supervisor gave up on).
+async fn set_enabled(
+    state: &AppState,
+    req: &HttpRequest,
+    service: String,
+    enabled: bool,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(state, req)?;
+    match state
+        .supervisor
+        .send(SetEnabled {
+            service: service.clone(),
+            enabled,
+        })
+        .await
+    {
+        Ok(Ok(now)) => {
+            Ok(HttpResponse::Ok()
+                .json(json!({"service": service, "enabled": enabled, "state": now})))
+        }
+        Ok(Err(message)) => Err(CallError::new(ErrorCategory::NotFound, message).into()),
+        Err(e) => Err(CallError::new(ErrorCategory::Internal, e.to_string()).into()),
+    }
 }
 
 /// `POST /api/services/{name}/inject-panic`: makes the service actor's next

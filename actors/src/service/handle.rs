@@ -15,6 +15,7 @@ use serde::Serialize;
 use tokio::sync::Notify;
 
 use super::ServiceActor;
+use super::breaker::{Breaker, BreakerState};
 use crate::health::HealthStatus;
 use crate::spec::ServiceSpec;
 
@@ -68,6 +69,7 @@ pub struct ServiceHandle {
     pid: AtomicU32,
     health: AtomicU8,
     unavailable_since: Mutex<Option<Instant>>,
+    breaker: Mutex<Breaker>,
     detail: Mutex<Detail>,
     /// Fires whenever the service becomes ready (for callers waiting on a restart).
     ready: Arc<Notify>,
@@ -96,6 +98,7 @@ impl ServiceHandle {
     /// A handle for a service that has not started yet. `ready` is shared by
     /// all services, so a caller can wait for "any replica came up".
     pub fn new(spec: Arc<ServiceSpec>, ready: Arc<Notify>) -> Self {
+        let breaker = Breaker::new(spec.breaker.clone());
         let state = if spec.enabled {
             ServiceState::Starting
         } else {
@@ -116,6 +119,7 @@ impl ServiceHandle {
             latency_ewma_us: AtomicU64::new(0),
             pid: AtomicU32::new(0),
             health: AtomicU8::new(HealthStatus::Unknown as u8),
+            breaker: Mutex::new(breaker),
             unavailable_since: Mutex::new(None),
             detail: Mutex::new(Detail::default()),
             ready,
@@ -160,6 +164,39 @@ impl ServiceHandle {
     /// Restarts so far.
     pub fn restarts(&self) -> u32 {
         self.restarts.load(Ordering::Relaxed)
+    }
+
+    fn breaker(&self) -> std::sync::MutexGuard<'_, Breaker> {
+        self.breaker.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The circuit breaker's position.
+    pub fn breaker_state(&self) -> BreakerState {
+        self.breaker().state(Instant::now())
+    }
+
+    /// Whether the breaker would let a call through now.
+    pub fn breaker_admits(&self) -> bool {
+        self.breaker().admits(Instant::now())
+    }
+
+    /// Lets a call through the breaker (taking the half-open trial).
+    pub fn breaker_acquire(&self) -> bool {
+        self.breaker().acquire(Instant::now())
+    }
+
+    /// Gives back an admission that led to no outcome.
+    pub fn breaker_release(&self) {
+        self.breaker().release();
+    }
+
+    pub(crate) fn breaker_record(&self, ok: bool) {
+        let mut b = self.breaker();
+        let before = b.opened();
+        b.record(ok, Instant::now());
+        if b.opened() > before {
+            tracing::warn!(service = %self.spec.name, "circuit breaker opened");
+        }
     }
 
     /// Health status, as the health monitor last derived it.
@@ -284,6 +321,8 @@ impl ServiceHandle {
             priority: self.spec.priority,
             state: self.state(),
             health: self.health(),
+            breaker: self.breaker_state(),
+            breaker_opened: self.breaker().opened(),
             protocol: d.protocol.clone(),
             server: d.server.clone(),
             endpoint: d.endpoint.clone(),
@@ -324,6 +363,8 @@ pub struct ServiceSnapshot {
     pub priority: crate::manifest::Priority,
     pub state: ServiceState,
     pub health: HealthStatus,
+    pub breaker: BreakerState,
+    pub breaker_opened: u64,
     pub protocol: Option<String>,
     pub server: Option<String>,
     /// The URL actually connected to (with `{port}` filled in).

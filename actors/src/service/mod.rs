@@ -9,6 +9,7 @@
 //! actor from the spec. Calls still queued at that moment were never sent,
 //! and the router re-dispatches them (see [`call::Ticket`]).
 
+pub mod breaker;
 pub mod call;
 mod handle;
 
@@ -383,18 +384,16 @@ impl ServiceActor {
         (Instant::now() + delay <= job.deadline).then_some(delay)
     }
 
-    fn observe_call(
-        &mut self,
-        outcome: &Result<CallToolResult, CallError>,
-        latency: Duration,
-    ) {
+    fn observe_call(&mut self, outcome: &Result<CallToolResult, CallError>, latency: Duration) {
         match outcome {
             Ok(_) => {
+                self.handle.breaker_record(true);
                 self.handle.record_success(latency, true);
                 self.report(true, Some(latency), Source::Call, None);
             }
-            Err(e) if e.category == ErrorCategory::Cancelled => {}
+            Err(e) if e.category == ErrorCategory::Cancelled => self.handle.breaker_release(),
             Err(e) if e.category.blames_service() => {
+                self.handle.breaker_record(false);
                 self.handle.record_failure(&e.to_string(), true);
                 // A broken connection is reported (with the process's exit
                 // status) by the connection's own watcher, which ends the actor.
@@ -402,6 +401,7 @@ impl ServiceActor {
             }
             Err(_) => {
                 // The service answered; the call itself failed.
+                self.handle.breaker_record(true);
                 self.handle.record_success(latency, false);
                 self.report(true, Some(latency), Source::Call, None);
             }
