@@ -8,6 +8,7 @@ pub mod directory;
 pub mod error;
 pub mod health;
 pub mod manifest;
+pub mod metrics;
 pub mod registry;
 pub mod retry;
 pub mod router;

@@ -26,6 +26,7 @@ use tokio::sync::oneshot;
 use crate::directory::Directory;
 use crate::error::{CallError, Delivery, ErrorCategory};
 use crate::health::HealthStatus;
+use crate::metrics::Metrics;
 use crate::registry::{Registry, ToolEntry};
 use crate::retry::RetryConfig;
 use crate::service::{CallJob, CallTool, ServiceHandle, ServiceState, Ticket};
@@ -82,15 +83,22 @@ pub struct Router {
     registry: Arc<Registry>,
     directory: Arc<Directory>,
     config: RouterConfig,
+    metrics: Arc<Metrics>,
 }
 
 impl Router {
     /// A router over the given tools and services.
-    pub fn new(registry: Arc<Registry>, directory: Arc<Directory>, config: RouterConfig) -> Self {
+    pub fn new(
+        registry: Arc<Registry>,
+        directory: Arc<Directory>,
+        config: RouterConfig,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             registry,
             directory,
             config,
+            metrics,
         }
     }
 }
@@ -107,6 +115,7 @@ impl Handler<Execute> for Router {
         let entry = table.get(&msg.tool).cloned();
         let directory = self.directory.clone();
         let config = self.config.clone();
+        let metrics = self.metrics.clone();
         Box::pin(async move {
             let entry = entry.ok_or_else(|| {
                 CallError::new(
@@ -115,7 +124,31 @@ impl Handler<Execute> for Router {
                 )
             })?;
             check_arguments(&entry, msg.arguments.as_ref())?;
-            execute(entry, msg.arguments, msg.events, &directory, &config).await
+            let started = Instant::now();
+            let outcome = execute(
+                &entry,
+                msg.arguments,
+                msg.events,
+                &directory,
+                &config,
+                &metrics,
+            )
+            .await;
+            let tool = entry.tool.name.as_ref();
+            let seconds = started.elapsed().as_secs_f64();
+            match &outcome {
+                Ok(done) => metrics.call(
+                    &done.service,
+                    tool,
+                    Ok(done.result.is_error == Some(true)),
+                    seconds,
+                ),
+                Err(e) => {
+                    let service = e.services.last().map_or("none", String::as_str);
+                    metrics.call(service, tool, Err(e.category), seconds);
+                }
+            }
+            outcome
         })
     }
 }
@@ -236,11 +269,12 @@ fn any_recovering(entry: &ToolEntry, directory: &Directory, excluded: &[Exclusio
 }
 
 async fn execute(
-    entry: Arc<ToolEntry>,
+    entry: &ToolEntry,
     arguments: Option<JsonObject>,
     events: EventSink,
     directory: &Directory,
     config: &RouterConfig,
+    metrics: &Metrics,
 ) -> Result<CallOutcome, CallError> {
     let started = Instant::now();
     let safe = entry.safe_to_repeat();
@@ -266,11 +300,11 @@ async fn execute(
         }
         // The first candidate whose breaker lets the call through (a
         // half-open breaker admits one trial call at a time).
-        let target = candidates(&entry, directory, &excluded)
+        let target = candidates(entry, directory, &excluded)
             .into_iter()
             .find(|h| h.breaker_acquire());
         let Some(target) = target else {
-            if any_recovering(&entry, directory, &excluded)
+            if any_recovering(entry, directory, &excluded)
                 && tokio::time::Instant::now() < deadline
             {
                 events.emit(StreamEvent::status(
@@ -377,6 +411,7 @@ async fn execute(
                     return Err(with_tried(e.outcome_unknown(), &tried));
                 }
                 tracing::info!(tool = %entry.tool.name, %service, error = %e, "failing over");
+                metrics.failover(&entry.tool.name, &service);
                 excluded.push(Exclusion {
                     service,
                     generation,

@@ -14,6 +14,7 @@ use actix::prelude::*;
 
 use crate::directory::Directory;
 use crate::health::{Evaluate, HealthMonitor};
+use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::service::{
     InjectPanic, ServiceActor, ServiceDown, ServiceHandle, ServiceState, Shutdown,
@@ -24,6 +25,7 @@ pub struct Supervisor {
     directory: Arc<Directory>,
     registry: Arc<Registry>,
     monitor: Addr<HealthMonitor>,
+    metrics: Arc<Metrics>,
     restarts: HashMap<String, VecDeque<Instant>>,
     /// Services switched off (by config or an operator).
     disabled: HashSet<String>,
@@ -36,11 +38,13 @@ impl Supervisor {
         directory: Arc<Directory>,
         registry: Arc<Registry>,
         monitor: Addr<HealthMonitor>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             directory,
             registry,
             monitor,
+            metrics,
             restarts: HashMap::new(),
             disabled: HashSet::new(),
             stopping: false,
@@ -57,6 +61,7 @@ impl Supervisor {
             self.registry.clone(),
             ctx.address().recipient(),
             self.monitor.clone().recipient(),
+            self.metrics.clone(),
             generation,
         );
         let addr = actor.start();

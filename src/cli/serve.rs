@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use actix::Actor;
+use mcpvisor_actors::metrics::Metrics;
 use mcpvisor_actors::supervisor::StopAll;
 use mcpvisor_actors::{Directory, HealthMonitor, Registry, Router, Supervisor};
 
@@ -16,13 +17,27 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         registry.add_service(&spec.name, spec.group(), config.manifest_for(spec)?);
     }
     let directory = Arc::new(Directory::new(config.services.clone()));
+    let metrics = Arc::new(Metrics::new());
     let monitor = HealthMonitor::new(directory.clone(), config.alerts.clone()).start();
-    let supervisor = Supervisor::new(directory.clone(), registry.clone(), monitor.clone()).start();
-    let router = Router::new(registry.clone(), directory.clone(), config.router_config()).start();
+    let supervisor = Supervisor::new(
+        directory.clone(),
+        registry.clone(),
+        monitor.clone(),
+        metrics.clone(),
+    )
+    .start();
+    let router = Router::new(
+        registry.clone(),
+        directory.clone(),
+        config.router_config(),
+        metrics.clone(),
+    )
+    .start();
     let state = AppState::new(
         router,
         supervisor.clone(),
         monitor,
+        metrics,
         registry.clone(),
         directory,
         config.server.clone(),

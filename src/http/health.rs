@@ -12,6 +12,8 @@ use super::errors::ApiError;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/health", web::get().to(health))
+        .route("/metrics", web::get().to(metrics_text))
+        .route("/api/metrics", web::get().to(metrics_json))
         .route("/api/health/{service}/history", web::get().to(history))
         .route("/api/alerts", web::get().to(alerts));
 }
@@ -69,6 +71,50 @@ async fn history(
         )
     })?;
     Ok(HttpResponse::Ok().json(json!({"health": health, "samples": samples})))
+}
+
+/// `GET /metrics`: Prometheus / OpenMetrics text.
+async fn metrics_text(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(state.metrics.render(&state.directory))
+}
+
+/// `GET /api/metrics`: the same figures as JSON, one entry per series.
+async fn metrics_json(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let text = state.metrics.render(&state.directory);
+    let lines = text.lines().map(|l| Ok(l.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines)
+        .map_err(|e| CallError::new(ErrorCategory::Internal, format!("metrics unreadable: {e}")))?;
+    let mut out = serde_json::Map::new();
+    for sample in scrape.samples {
+        let value = match sample.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => json!(v),
+            prometheus_parse::Value::Histogram(buckets) => json!(
+                buckets
+                    .iter()
+                    .map(|b| json!({"le": b.less_than, "count": b.count}))
+                    .collect::<Vec<_>>()
+            ),
+            prometheus_parse::Value::Summary(q) => json!(
+                q.iter()
+                    .map(|q| json!({"quantile": q.quantile, "value": q.count}))
+                    .collect::<Vec<_>>()
+            ),
+        };
+        let labels: serde_json::Map<String, serde_json::Value> = sample
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), json!(v)))
+            .collect();
+        let series = out.entry(sample.metric).or_insert_with(|| json!([]));
+        if let Some(a) = series.as_array_mut() {
+            a.push(json!({"labels": labels, "value": value}));
+        }
+    }
+    Ok(HttpResponse::Ok().json(out))
 }
 
 #[derive(Debug, Deserialize)]

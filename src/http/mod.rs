@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use actix::Addr;
 use actix_web::{App, HttpServer, web};
+use mcpvisor_actors::metrics::Metrics;
 use mcpvisor_actors::registry::ToolEntry;
 use mcpvisor_actors::{Directory, HealthMonitor, Registry, Router, Supervisor};
 
@@ -27,6 +28,8 @@ pub struct AppState {
     pub supervisor: Addr<Supervisor>,
     /// Health, history and alerts.
     pub monitor: Addr<HealthMonitor>,
+    /// Counters, histograms and gauges.
+    pub metrics: Arc<Metrics>,
     /// Tool table.
     pub registry: Arc<Registry>,
     /// Services.
@@ -43,6 +46,7 @@ impl AppState {
         router: Addr<Router>,
         supervisor: Addr<Supervisor>,
         monitor: Addr<HealthMonitor>,
+        metrics: Arc<Metrics>,
         registry: Arc<Registry>,
         directory: Arc<Directory>,
         server: ServerConfig,
@@ -55,6 +59,7 @@ impl AppState {
             router,
             supervisor,
             monitor,
+            metrics,
             registry,
             directory,
             server: Arc::new(server),

@@ -89,7 +89,9 @@ async fn stream_call(
     let router = state.router.clone();
     let started = Instant::now();
 
+    let open = state.metrics.stream_opened("api_stream");
     actix_web::rt::spawn(async move {
+        let _open = open;
         let mut out = Emitter { tx, next_id: 0 };
         if options.enable_status_updates {
             out.send(

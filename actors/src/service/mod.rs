@@ -31,6 +31,7 @@ pub use handle::{ServiceHandle, ServiceSnapshot, ServiceState};
 use crate::error::{CallError, Delivery, ErrorCategory};
 use crate::health::history::Source;
 use crate::health::{self, ReportSample};
+use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::retry::RetryConfig;
 use crate::stream::StreamEvent;
@@ -125,6 +126,7 @@ pub struct ServiceActor {
     handle: Arc<ServiceHandle>,
     registry: Arc<Registry>,
     monitor: Recipient<ReportSample>,
+    metrics: Arc<Metrics>,
     connecting_since: Instant,
     live: Option<Live>,
     queue: VecDeque<CallTool>,
@@ -143,6 +145,7 @@ impl ServiceActor {
         registry: Arc<Registry>,
         supervisor: Recipient<ServiceDown>,
         monitor: Recipient<ReportSample>,
+        metrics: Arc<Metrics>,
         generation: u64,
     ) -> Self {
         let service = handle.name().to_owned();
@@ -150,6 +153,7 @@ impl ServiceActor {
             handle,
             registry,
             monitor,
+            metrics,
             connecting_since: Instant::now(),
             live: None,
             queue: VecDeque::new(),
@@ -314,6 +318,8 @@ impl ServiceActor {
             ctx.spawn(fut.into_actor(self).map(move |attempt, act, ctx| {
                 act.in_flight -= 1;
                 act.observe_call(&attempt.outcome, attempt.latency);
+                act.metrics
+                    .upstream_attempt(act.name(), attempt.latency.as_secs_f64());
                 act.settle(ctx, attempt, reply);
                 act.dispatch(ctx);
             }));
@@ -358,6 +364,7 @@ impl ServiceActor {
             ),
             Some(self.name()),
         ));
+        self.metrics.retry(self.name(), e.category);
         self.waiting += 1;
         ctx.run_later(delay, move |act, ctx| {
             act.waiting -= 1;

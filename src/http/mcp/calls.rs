@@ -96,7 +96,9 @@ pub async fn tools_call(
     }
 
     let (tx, rx) = mpsc::channel::<sse::Event>(state.server.event_buffer.max(8));
+    let open = state.metrics.stream_opened("mcp_call");
     actix_web::rt::spawn(async move {
+        let _open = open;
         let _tracked = tracked;
         let cancelled = async {
             match &_tracked {

@@ -76,7 +76,9 @@ fn stream(
 ) -> HttpResponse {
     let (tx, rx) = mpsc::channel::<sse::Event>(16);
     let registry = state.registry.clone();
+    let open = state.metrics.stream_opened("mcp_listen");
     actix_web::rt::spawn(async move {
+        let _open = open;
         if let Some(first) = first
             && let Ok(d) = sse::Data::new_json(first)
             && tx.send(d.event("message").into()).await.is_err()

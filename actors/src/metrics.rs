@@ -1,0 +1,340 @@
+//! The daemon's metrics, in the Prometheus client's registry.
+//!
+//! Counters and histograms are updated where things happen (router,
+//! service actors, HTTP streams); gauges that mirror shared state (in
+//! flight, breaker, health, restarts) are refreshed from the service
+//! handles when the registry is rendered, so they are never stale.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::directory::Directory;
+use crate::error::ErrorCategory;
+use crate::service::breaker::BreakerState;
+
+/// Labels of a finished call.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabels {
+    pub service: String,
+    pub tool: String,
+    /// `ok`, `tool_error` (the tool reported `isError`) or `error`.
+    pub outcome: &'static str,
+    /// Error category, or `none`.
+    pub category: &'static str,
+}
+
+/// Labels naming a service.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServiceLabels {
+    pub service: String,
+}
+
+/// Labels of a retry.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RetryLabels {
+    pub service: String,
+    pub category: &'static str,
+}
+
+/// Labels of a failover.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailoverLabels {
+    pub tool: String,
+    /// The service that failed.
+    pub from: String,
+}
+
+/// Labels of a service's breaker state (one series per state, 0 or 1).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BreakerLabels {
+    pub service: String,
+    pub state: &'static str,
+}
+
+/// Labels of an open stream.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StreamLabels {
+    /// `api_stream`, `mcp_call` or `mcp_listen`.
+    pub kind: &'static str,
+}
+
+/// Every metric of the daemon.
+pub struct Metrics {
+    registry: Registry,
+    calls: Family<CallLabels, Counter>,
+    call_seconds: Family<ServiceLabels, Histogram>,
+    upstream_seconds: Family<ServiceLabels, Histogram>,
+    retries: Family<RetryLabels, Counter>,
+    failovers: Family<FailoverLabels, Counter>,
+    streams: Family<StreamLabels, Gauge>,
+    restarts: Family<ServiceLabels, Gauge>,
+    in_flight: Family<ServiceLabels, Gauge>,
+    queued: Family<ServiceLabels, Gauge>,
+    up: Family<ServiceLabels, Gauge>,
+    health: Family<ServiceLabels, Gauge>,
+    breaker: Family<BreakerLabels, Gauge>,
+    breaker_opened: Family<ServiceLabels, Gauge<u64, AtomicU64>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+fn latency_histogram() -> Histogram {
+    // 1 ms .. ~65 s
+    Histogram::new(exponential_buckets(0.001, 2.0, 17))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every family registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("mcpvisor");
+        let m = Self {
+            calls: Family::default(),
+            call_seconds: Family::new_with_constructor(latency_histogram),
+            upstream_seconds: Family::new_with_constructor(latency_histogram),
+            retries: Family::default(),
+            failovers: Family::default(),
+            streams: Family::default(),
+            restarts: Family::default(),
+            in_flight: Family::default(),
+            queued: Family::default(),
+            up: Family::default(),
+            health: Family::default(),
+            breaker: Family::default(),
+            breaker_opened: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "calls",
+            "Tool calls finished, by service, tool, outcome and error category",
+            m.calls.clone(),
+        );
+        registry.register(
+            "call_duration_seconds",
+            "Tool call duration seen by clients, failovers and retries included",
+            m.call_seconds.clone(),
+        );
+        registry.register(
+            "upstream_duration_seconds",
+            "Duration of single upstream tool call attempts",
+            m.upstream_seconds.clone(),
+        );
+        registry.register(
+            "retries",
+            "Calls put in a service's retry mailbox, by error category",
+            m.retries.clone(),
+        );
+        registry.register(
+            "failovers",
+            "Calls moved to another replica after a failure",
+            m.failovers.clone(),
+        );
+        registry.register(
+            "open_streams",
+            "Open streaming responses, by kind",
+            m.streams.clone(),
+        );
+        registry.register(
+            "service_restarts",
+            "Restarts of a service since the daemon started",
+            m.restarts.clone(),
+        );
+        registry.register(
+            "service_in_flight",
+            "Calls sent to a service and not yet answered",
+            m.in_flight.clone(),
+        );
+        registry.register(
+            "service_queued",
+            "Calls waiting in a service's queue or retry mailbox",
+            m.queued.clone(),
+        );
+        registry.register(
+            "service_up",
+            "1 when the service's connection is ready",
+            m.up.clone(),
+        );
+        registry.register(
+            "service_health",
+            "Health status: 0 unknown, 1 healthy, 2 degraded, 3 unhealthy, 4 disabled, 5 failed",
+            m.health.clone(),
+        );
+        registry.register(
+            "service_breaker",
+            "Circuit breaker state (1 for the current state)",
+            m.breaker.clone(),
+        );
+        registry.register(
+            "service_breaker_opened",
+            "Times the service's breaker has opened",
+            m.breaker_opened.clone(),
+        );
+        Self { registry, ..m }
+    }
+
+    /// Records a finished call.
+    pub fn call(
+        &self,
+        service: &str,
+        tool: &str,
+        outcome: Result<bool, ErrorCategory>,
+        seconds: f64,
+    ) {
+        let (outcome, category) = match outcome {
+            Ok(false) => ("ok", "none"),
+            Ok(true) => ("tool_error", "upstream_tool_error"),
+            Err(c) => ("error", c.as_str()),
+        };
+        self.calls
+            .get_or_create(&CallLabels {
+                service: service.to_owned(),
+                tool: tool.to_owned(),
+                outcome,
+                category,
+            })
+            .inc();
+        self.call_seconds
+            .get_or_create(&ServiceLabels {
+                service: service.to_owned(),
+            })
+            .observe(seconds);
+    }
+
+    /// Records one upstream attempt's duration.
+    pub fn upstream_attempt(&self, service: &str, seconds: f64) {
+        self.upstream_seconds
+            .get_or_create(&ServiceLabels {
+                service: service.to_owned(),
+            })
+            .observe(seconds);
+    }
+
+    /// Records a retry.
+    pub fn retry(&self, service: &str, category: ErrorCategory) {
+        self.retries
+            .get_or_create(&RetryLabels {
+                service: service.to_owned(),
+                category: category.as_str(),
+            })
+            .inc();
+    }
+
+    /// Records a failover away from `from`.
+    pub fn failover(&self, tool: &str, from: &str) {
+        self.failovers
+            .get_or_create(&FailoverLabels {
+                tool: tool.to_owned(),
+                from: from.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts an open stream until the guard is dropped.
+    pub fn stream_opened(&self, kind: &'static str) -> StreamGuard {
+        let gauge = self.streams.get_or_create_owned(&StreamLabels { kind });
+        gauge.inc();
+        StreamGuard { gauge }
+    }
+
+    /// Renders every metric as OpenMetrics text, refreshing the gauges
+    /// that mirror the services' shared state first.
+    pub fn render(&self, directory: &Directory) -> String {
+        for h in directory.all() {
+            let s = ServiceLabels {
+                service: h.name().to_owned(),
+            };
+            let snap = h.snapshot();
+            self.restarts
+                .get_or_create(&s)
+                .set(i64::from(snap.restarts));
+            self.in_flight.get_or_create(&s).set(snap.in_flight as i64);
+            self.queued.get_or_create(&s).set(snap.queued as i64);
+            self.up
+                .get_or_create(&s)
+                .set(i64::from(snap.state == crate::service::ServiceState::Ready));
+            self.health.get_or_create(&s).set(snap.health as i64);
+            self.breaker_opened
+                .get_or_create(&s)
+                .set(snap.breaker_opened);
+            for (state, name) in [
+                (BreakerState::Closed, "closed"),
+                (BreakerState::Open, "open"),
+                (BreakerState::HalfOpen, "half_open"),
+            ] {
+                self.breaker
+                    .get_or_create(&BreakerLabels {
+                        service: h.name().to_owned(),
+                        state: name,
+                    })
+                    .set(i64::from(snap.breaker == state));
+            }
+        }
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        out
+    }
+}
+
+/// Keeps an open-stream gauge raised while alive.
+pub struct StreamGuard {
+    gauge: Gauge,
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_histograms_and_gauges() {
+        let m = Metrics::new();
+        m.call("a", "t", Ok(false), 0.01);
+        m.call("a", "t", Err(ErrorCategory::Timeout), 1.0);
+        m.retry("a", ErrorCategory::RateLimit);
+        let guard = m.stream_opened("api_stream");
+        let text = m.render(&Directory::new(Vec::new()));
+        assert!(
+            text.contains(
+                r#"mcpvisor_calls_total{service="a",tool="t",outcome="ok",category="none"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains(r#"category="timeout"} 1"#), "{text}");
+        assert!(
+            text.contains("mcpvisor_call_duration_seconds_bucket"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"mcpvisor_open_streams{kind="api_stream"} 1"#),
+            "{text}"
+        );
+        drop(guard);
+        let text = m.render(&Directory::new(Vec::new()));
+        assert!(
+            text.contains(r#"mcpvisor_open_streams{kind="api_stream"} 0"#),
+            "{text}"
+        );
+    }
+}
