@@ -133,3 +133,55 @@ fn a_breaker_opens_on_repeated_failures_and_closes_after_a_good_trial() {
     assert_eq!(d.service("fast")["breaker"], "closed");
     assert_eq!(d.service("fast")["breakerOpened"], 1);
 }
+
+#[test]
+fn an_unavailable_service_keeps_its_tools_listed_for_a_grace_period() {
+    let config = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+admin_token = "{ADMIN_TOKEN}"
+[[services]]
+name = "solo"
+transport = "stdio"
+command = "@self"
+args = ["sim", "--stdio"]
+manifest = "builtin:asana"
+[services.health]
+tools_grace_ms = 1500
+"#
+    );
+    let d = Daemon::start(&config);
+    let count = |d: &Daemon| {
+        let body: Value = client()
+            .post(d.url("/mcp"))
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/list")
+            .json(
+                &json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {}}}}),
+            )
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        body["result"]["tools"].as_array().map_or(0, Vec::len)
+    };
+    assert_eq!(count(&d), 42);
+    assert_eq!(d.admin_post("/api/services/solo/disable"), 200);
+    d.wait_until("solo disabled", Duration::from_secs(5), |d| {
+        d.service("solo")["health"] == "disabled"
+    });
+    assert_eq!(count(&d), 42, "still listed within the grace period");
+    d.wait_until(
+        "the tools to leave the list",
+        Duration::from_secs(10),
+        |d| count(d) == 0,
+    );
+    assert_eq!(d.admin_post("/api/services/solo/enable"), 200);
+    d.wait_until("the tools to come back", Duration::from_secs(20), |d| {
+        count(d) == 42
+    });
+}

@@ -304,8 +304,7 @@ async fn execute(
             .into_iter()
             .find(|h| h.breaker_acquire());
         let Some(target) = target else {
-            if any_recovering(entry, directory, &excluded)
-                && tokio::time::Instant::now() < deadline
+            if any_recovering(entry, directory, &excluded) && tokio::time::Instant::now() < deadline
             {
                 events.emit(StreamEvent::status(
                     "waiting",
