@@ -154,3 +154,70 @@ fn call_and_tools_talk_to_a_running_daemon() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("task_id"));
 }
+
+#[test]
+fn two_services_with_one_tool_name_follow_the_naming_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |policy: &str| {
+        format!(
+            "[router]\ntool_names = \"{policy}\"\n\
+             [[services]]\nname = \"asana\"\ntransport = \"stdio\"\ncommand = \"x\"\nmanifest = \"builtin:asana\"\n\
+             [[services]]\nname = \"mirror\"\ntransport = \"stdio\"\ncommand = \"x\"\nmanifest = \"builtin:asana\"\n"
+        )
+    };
+    let run = |policy: &str| {
+        let path = dir.path().join(format!("{policy}.toml"));
+        std::fs::write(&path, config(policy)).unwrap();
+        Command::new(common::BIN)
+            .arg("check-config")
+            .arg(&path)
+            .output()
+            .unwrap()
+    };
+    let out = run("never");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("router.tool_names") && err.contains("asana and mirror"),
+        "{err}"
+    );
+    let out = run("prefix_on_conflict");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("tools       84 (naming: PrefixOnConflict)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_real_asana_example_configs_check() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (file, var) in [
+        ("asana-remote.toml", "ASANA_TOKEN"),
+        ("asana-npm.toml", "ASANA_ACCESS_TOKEN"),
+    ] {
+        let path = root.join("config/examples").join(file);
+        let out = Command::new(common::BIN)
+            .arg("check-config")
+            .arg(&path)
+            .env(var, "dummy-token")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("42 tools"));
+        // Without the secret, the error names the variable.
+        let out = Command::new(common::BIN)
+            .arg("check-config")
+            .arg(&path)
+            .env_remove(var)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains(var));
+    }
+}

@@ -123,6 +123,7 @@ struct Inputs {
 /// The shared tool registry.
 #[derive(Default)]
 pub struct Registry {
+    naming: ToolNaming,
     inputs: Mutex<Inputs>,
     table: ArcSwap<ToolTable>,
     version: std::sync::atomic::AtomicU64,
@@ -141,6 +142,37 @@ impl Registry {
     /// An empty registry.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty registry naming tools by `naming`.
+    pub fn with_naming(naming: ToolNaming) -> Self {
+        Self {
+            naming,
+            ..Self::default()
+        }
+    }
+
+    /// Tools offered by more than one logical service, with those services.
+    pub fn conflicts(&self) -> Vec<(String, Vec<String>)> {
+        let inputs = self.lock();
+        let mut offered: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (service, group) in &inputs.services {
+            let names: Vec<String> = match inputs.live.get(service) {
+                Some(live) => live.iter().map(|t| t.name.to_string()).collect(),
+                None => inputs
+                    .manifests
+                    .get(group)
+                    .map(|m| m.tools.iter().map(|t| t.name.clone()).collect())
+                    .unwrap_or_default(),
+            };
+            for name in names {
+                let groups = offered.entry(name).or_default();
+                if !groups.contains(group) {
+                    groups.push(group.clone());
+                }
+            }
+        }
+        offered.into_iter().filter(|(_, g)| g.len() > 1).collect()
     }
 
     /// The current table.
@@ -215,13 +247,21 @@ impl Registry {
             }
         }
         let mut by_name = HashMap::new();
+        let group_order = |g: &str| inputs.services.iter().position(|(_, group)| group == g);
         for (name, groups) in merged {
             let conflict = groups.len() > 1;
+            // Under `never`, the first service in configuration order keeps
+            // a contested name; the others' tool is not offered.
+            let keeper = groups.keys().min_by_key(|g| group_order(g)).cloned();
             for (group, (mut tool, manifest, providers)) in groups {
-                let exposed = if conflict {
-                    format!("{group}.{name}")
-                } else {
-                    name.clone()
+                let exposed = match self.naming {
+                    ToolNaming::PrefixAlways => qualified(&group, &name),
+                    ToolNaming::PrefixOnConflict if conflict => qualified(&group, &name),
+                    ToolNaming::Never if conflict && keeper.as_deref() != Some(group.as_str()) => {
+                        tracing::error!(tool = %name, %group, "tool name already taken by another service; not offered");
+                        continue;
+                    }
+                    _ => name.clone(),
                 };
                 tool.name = exposed.clone().into();
                 let validator =
@@ -246,6 +286,38 @@ impl Registry {
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         self.changed.notify_waiters();
     }
+}
+
+/// How tools of different logical services are named downstream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolNaming {
+    /// `service.tool` only where two services offer the same name.
+    #[default]
+    PrefixOnConflict,
+    /// Always `service.tool`.
+    PrefixAlways,
+    /// Never prefixed; two services offering one name is a config error.
+    Never,
+}
+
+/// `group.tool`, kept within MCP's 64 characters: a name that would be
+/// longer is cut and ends in a hash of the whole, so it stays unique.
+pub fn qualified(group: &str, tool: &str) -> String {
+    let full = format!("{group}.{tool}");
+    if full.len() <= 64 {
+        return full;
+    }
+    // FNV-1a: small, stable across builds and platforms.
+    let hash = full.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let suffix = format!("-{:08x}", hash as u32);
+    let mut cut = 64 - suffix.len();
+    while !full.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}{suffix}", &full[..cut])
 }
 
 /// One tool of one logical service while the table is built: the tool,
@@ -383,6 +455,48 @@ mod tests {
         assert!(t.get("notion.get").is_some());
         assert!(t.get("create").is_some());
         assert_eq!(t.get("notion.get").unwrap().upstream_name, "get");
+    }
+
+    #[test]
+    fn naming_policies() {
+        let two = |naming| {
+            let r = Registry::with_naming(naming);
+            r.add_service("a1", "asana", Some(manifest()));
+            let mut other = manifest();
+            other.tools.truncate(1);
+            r.add_service("n1", "notion", Some(other));
+            let t = r.snapshot();
+            let mut names: Vec<String> =
+                t.tools().iter().map(|e| e.tool.name.to_string()).collect();
+            names.sort();
+            (names, r.conflicts())
+        };
+        let (names, conflicts) = two(ToolNaming::PrefixAlways);
+        assert_eq!(names, vec!["asana.create", "asana.get", "notion.get"]);
+        assert_eq!(
+            conflicts,
+            vec![(
+                "get".to_owned(),
+                vec!["asana".to_owned(), "notion".to_owned()]
+            )]
+        );
+        let (names, _) = two(ToolNaming::Never);
+        assert_eq!(
+            names,
+            vec!["create", "get"],
+            "the first service keeps the name"
+        );
+    }
+
+    #[test]
+    fn qualified_names_stay_within_64_valid_characters() {
+        let long = "t".repeat(70);
+        let a = qualified("svc", &long);
+        let b = qualified("svc", &format!("{long}x"));
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, b);
+        assert!(crate::manifest::valid_tool_name(&a));
+        assert_eq!(qualified("svc", "get"), "svc.get");
     }
 
     #[test]

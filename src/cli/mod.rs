@@ -11,6 +11,7 @@ use crate::config::Config;
 /// `mcpvisor check-config`: validates and explains a config.
 pub fn check_config(file: Option<&Path>) -> anyhow::Result<()> {
     let config = Config::load(file)?;
+    let tools = config.registry()?.snapshot().len();
     println!("{}: ok", config.source.display());
     println!("  listen      {}", config.server.listen);
     println!(
@@ -22,6 +23,10 @@ pub fn check_config(file: Option<&Path>) -> anyhow::Result<()> {
         }
     );
     println!("  services    {}", config.services.len());
+    println!(
+        "  tools       {tools} (naming: {:?})",
+        config.router.tool_names
+    );
     for s in &config.services {
         let manifest = config.manifest_for(s)?;
         let wire = match (&s.command, &s.url) {

@@ -5,17 +5,14 @@ use std::sync::Arc;
 use actix::Actor;
 use mcpvisor_actors::metrics::Metrics;
 use mcpvisor_actors::supervisor::StopAll;
-use mcpvisor_actors::{Directory, HealthMonitor, Registry, Router, Supervisor};
+use mcpvisor_actors::{Directory, HealthMonitor, Router, Supervisor};
 
 use crate::config::Config;
 use crate::http::{self, AppState};
 
 /// Runs the daemon until it is told to stop (Ctrl-C / SIGTERM).
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let registry = Arc::new(Registry::new());
-    for spec in &config.services {
-        registry.add_service(&spec.name, spec.group(), config.manifest_for(spec)?);
-    }
+    let registry = Arc::new(config.registry()?);
     let directory = Arc::new(Directory::new(config.services.clone()));
     let metrics = Arc::new(Metrics::new());
     let monitor = HealthMonitor::new(directory.clone(), config.alerts.clone()).start();

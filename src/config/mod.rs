@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use mcpvisor_actors::health::AlertConfig;
 use mcpvisor_actors::manifest::{Manifest, ManifestError};
+use mcpvisor_actors::registry::{Registry, ToolNaming};
 use mcpvisor_actors::retry::RetryConfig;
 use mcpvisor_actors::spec::{ServiceSpec, TransportKind};
 use serde::{Deserialize, Serialize};
@@ -93,6 +94,10 @@ pub struct RouterSection {
     pub max_attempts: u32,
     /// How long a call may wait for a restarting replica.
     pub wait_for_service_ms: u64,
+    /// Naming of tools that several logical services offer:
+    /// `prefix_on_conflict` (`service.tool` for those only), `prefix_always`,
+    /// or `never` (such a conflict is a configuration error).
+    pub tool_names: ToolNaming,
 }
 
 impl Default for RouterSection {
@@ -101,6 +106,7 @@ impl Default for RouterSection {
         Self {
             max_attempts: d.max_attempts,
             wait_for_service_ms: d.wait_for_service.as_millis() as u64,
+            tool_names: ToolNaming::default(),
         }
     }
 }
@@ -238,12 +244,20 @@ impl Config {
         for (i, s) in self.services.iter().enumerate() {
             let line = service_line(text, &s.name);
             let fail = |field: &str, msg: String| (line, format!("services[{i}].{field}"), msg);
-            if s.name.is_empty()
-                || !s
-                    .name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            let well_named = |n: &str| {
+                !n.is_empty()
+                    && n.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            };
+            if let Some(g) = &s.group
+                && !well_named(g)
             {
+                return Err(fail(
+                    "group",
+                    format!("`{g}` must be non-empty [A-Za-z0-9-_.]"),
+                ));
+            }
+            if !well_named(&s.name) {
                 return Err(fail(
                     "name",
                     format!("`{}` must be non-empty [A-Za-z0-9-_.]", s.name),
@@ -334,6 +348,31 @@ impl Config {
             }
             ManifestSource::File(path) => Manifest::load(&path)?,
         }))
+    }
+
+    /// The tool registry with every service's manifest, after checking the
+    /// naming policy: under `never`, two services offering one tool name is
+    /// an error naming the tool and the services.
+    pub fn registry(&self) -> Result<Registry, ConfigError> {
+        let registry = Registry::with_naming(self.router.tool_names);
+        for spec in &self.services {
+            registry.add_service(&spec.name, spec.group(), self.manifest_for(spec)?);
+        }
+        if self.router.tool_names == ToolNaming::Never
+            && let Some((tool, groups)) = registry.conflicts().into_iter().next()
+        {
+            return Err(ConfigError::Invalid {
+                file: self.source.clone(),
+                line: 0,
+                field: "router.tool_names".into(),
+                message: format!(
+                    "tool `{tool}` is offered by {}; \"never\" refuses such conflicts \
+                     (use \"prefix_on_conflict\" or \"prefix_always\")",
+                    groups.join(" and ")
+                ),
+            });
+        }
+        Ok(registry)
     }
 
     /// Router settings for the engine.
