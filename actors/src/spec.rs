@@ -21,6 +21,8 @@ pub enum TransportKind {
     Stdio,
     /// MCP Streamable HTTP at `url`.
     StreamableHttp,
+    /// The legacy HTTP+SSE transport (2024-11-05): `url` is the SSE stream.
+    Sse,
 }
 
 /// One configured upstream MCP service.

@@ -270,9 +270,12 @@ impl Config {
                 TransportKind::Stdio if s.command.is_none() => {
                     return Err(fail("command", "a stdio service needs a command".into()));
                 }
-                TransportKind::StreamableHttp => {
+                TransportKind::StreamableHttp | TransportKind::Sse => {
                     let Some(url) = &s.url else {
-                        return Err(fail("url", "a streamable_http service needs a url".into()));
+                        return Err(fail(
+                            "url",
+                            "an HTTP (streamable_http or sse) service needs a url".into(),
+                        ));
                     };
                     let probe = url.replace("{port}", "1");
                     match reqwest::Url::parse(&probe) {
@@ -450,7 +453,7 @@ mod tests {
         let err = parse(text).unwrap_err().to_string();
         assert_eq!(
             err,
-            "c.toml:7: field `services[1].url`: a streamable_http service needs a url"
+            "c.toml:7: field `services[1].url`: an HTTP (streamable_http or sse) service needs a url"
         );
     }
 

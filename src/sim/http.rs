@@ -12,6 +12,14 @@ use hyper_util::rt::TokioIo;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 
+use dashmap::DashMap;
+use futures::StreamExt;
+use http_body_util::StreamBody;
+use hyper::body::Frame;
+use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
+use tokio::sync::mpsc;
+use tokio_util::sync::PollSender;
+
 use super::SimServer;
 use super::faults::{FaultUpdate, Faults};
 use super::server::SimStats;
@@ -21,6 +29,10 @@ use std::sync::atomic::Ordering;
 pub async fn serve(server: SimServer, addr: SocketAddr) -> anyhow::Result<()> {
     let faults = server.faults().clone();
     let stats = server.stats().clone();
+    let legacy = Arc::new(Legacy {
+        server: server.clone(),
+        sessions: DashMap::new(),
+    });
     let service = Arc::new(StreamableHttpService::new(
         move || Ok(server.clone()),
         Arc::new(LocalSessionManager::default()),
@@ -47,9 +59,16 @@ pub async fn serve(server: SimServer, addr: SocketAddr) -> anyhow::Result<()> {
         let service = service.clone();
         let faults = faults.clone();
         let stats = stats.clone();
+        let legacy = legacy.clone();
         tokio::spawn(async move {
             let handler = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                route(req, service.clone(), faults.clone(), stats.clone())
+                route(
+                    req,
+                    service.clone(),
+                    faults.clone(),
+                    stats.clone(),
+                    legacy.clone(),
+                )
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), handler)
@@ -69,8 +88,11 @@ async fn route(
     service: Arc<StreamableHttpService<SimServer, LocalSessionManager>>,
     faults: Arc<Faults>,
     stats: Arc<SimStats>,
+    legacy: Arc<Legacy>,
 ) -> Result<Reply, Infallible> {
     match (req.method().clone(), req.uri().path()) {
+        (hyper::Method::GET, "/sse") => Ok(legacy.open()),
+        (hyper::Method::POST, "/message") => Ok(legacy.post(req).await),
         (hyper::Method::GET, "/sim/stats") => Ok(json(&serde_json::json!({
             "calls": stats.calls.load(Ordering::Relaxed),
             "completed": stats.completed.load(Ordering::Relaxed),
@@ -114,6 +136,78 @@ async fn route(
             Ok(service.handle(req).await)
         }
         _ => Ok(plain(404, "not found")),
+    }
+}
+
+/// The legacy HTTP+SSE transport (2024-11-05): `GET /sse` opens a session
+/// whose first event names `/message?sessionId=...`; messages POSTed there
+/// go to an rmcp server session, whose messages come back on the stream.
+struct Legacy {
+    server: SimServer,
+    sessions: DashMap<String, mpsc::Sender<ClientJsonRpcMessage>>,
+}
+
+impl Legacy {
+    fn open(self: &Arc<Self>) -> Reply {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let (in_tx, in_rx) = mpsc::channel::<ClientJsonRpcMessage>(64);
+        let (out_tx, out_rx) = mpsc::channel::<ServerJsonRpcMessage>(64);
+        self.sessions.insert(id.clone(), in_tx);
+        let incoming = Box::pin(futures::stream::unfold(in_rx, |mut rx| async move {
+            rx.recv().await.map(|m| (m, rx))
+        }));
+        let server = self.server.clone();
+        let this = self.clone();
+        let session = id.clone();
+        tokio::spawn(async move {
+            use rmcp::ServiceExt;
+            match server.serve((PollSender::new(out_tx), incoming)).await {
+                Ok(running) => {
+                    let _ = running.waiting().await;
+                }
+                Err(e) => tracing::debug!(error = %e, "legacy SSE session ended before it began"),
+            }
+            this.sessions.remove(&session);
+        });
+        let first = format!("event: endpoint\ndata: /message?sessionId={id}\n\n");
+        let events = futures::stream::once(async move { first }).chain(futures::stream::unfold(
+            out_rx,
+            |mut rx| async move {
+                let message = rx.recv().await?;
+                let data = serde_json::to_string(&message).unwrap_or_default();
+                Some((format!("event: message\ndata: {data}\n\n"), rx))
+            },
+        ));
+        let body =
+            StreamBody::new(events.map(|text| Ok::<_, Infallible>(Frame::data(Bytes::from(text)))));
+        let mut r = hyper::Response::new(BodyExt::boxed(body));
+        r.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("text/event-stream"),
+        );
+        r
+    }
+
+    async fn post(&self, req: hyper::Request<hyper::body::Incoming>) -> Reply {
+        let session = req
+            .uri()
+            .query()
+            .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("sessionId=")))
+            .map(str::to_owned);
+        let Some(tx) = session.and_then(|s| self.sessions.get(&s).map(|t| t.clone())) else {
+            return plain(404, "no such session");
+        };
+        let body = match req.into_body().collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => return plain(400, "unreadable body"),
+        };
+        match serde_json::from_slice::<ClientJsonRpcMessage>(&body) {
+            Ok(message) => match tx.send(message).await {
+                Ok(()) => plain(202, "accepted"),
+                Err(_) => plain(404, "session closed"),
+            },
+            Err(_) => plain(400, "not a JSON-RPC message"),
+        }
     }
 }
 

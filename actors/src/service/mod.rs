@@ -12,30 +12,27 @@
 pub mod breaker;
 pub mod call;
 mod handle;
+mod probe;
+mod retry;
+mod tools;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use rmcp::model::{
-    CallToolResult, ClientRequest, DiscoverRequest, DiscoverRequestParams, PingRequest,
-    ServerNotification, SubscriptionFilter,
-};
-use rmcp::service::{Peer, RoleClient, ServiceError};
+use rmcp::model::CallToolResult;
+use rmcp::service::{Peer, RoleClient};
 use tokio::sync::{mpsc, oneshot};
 
 pub use call::{CallJob, Ticket};
 pub use handle::{ServiceHandle, ServiceSnapshot, ServiceState};
 
-use crate::error::{CallError, Delivery, ErrorCategory};
+use crate::error::{CallError, ErrorCategory};
 use crate::health::history::Source;
 use crate::health::{self, ReportSample};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
-use crate::retry::RetryConfig;
-use crate::stream::StreamEvent;
-use crate::transport::errors::from_service_error;
 use crate::transport::{self, Connection, UpstreamEvent, UpstreamHandler};
 
 /// Why a service actor ended, as the supervisor hears it.
@@ -249,57 +246,6 @@ impl ServiceActor {
         self.dispatch(ctx);
     }
 
-    /// 2026-07-28 servers announce list changes only on a
-    /// `subscriptions/listen` stream; hold one open for the connection's life.
-    fn listen_for_tool_changes(&mut self, ctx: &mut Context<Self>, peer: Peer<RoleClient>) {
-        let Some(live) = &self.live else { return };
-        let handler = live.handler.clone();
-        let service = self.name().to_owned();
-        ctx.spawn(
-            async move {
-                let filter = SubscriptionFilter::builder().tools_list_changed().build();
-                let mut sub = match peer.listen(filter).await {
-                    Ok(sub) => sub,
-                    Err(e) => {
-                        tracing::debug!(%service, error = %e, "subscriptions/listen refused");
-                        return;
-                    }
-                };
-                loop {
-                    match sub.next().await {
-                        Ok(Some(ServerNotification::ToolListChangedNotification(_))) => {
-                            handler.tools_changed()
-                        }
-                        Ok(Some(_)) => {}
-                        Ok(None) | Err(_) => break,
-                    }
-                }
-                tracing::debug!(%service, "tool change subscription ended");
-            }
-            .into_actor(self),
-        );
-    }
-
-    fn refresh_tools(&mut self, ctx: &mut Context<Self>) {
-        let Some(live) = &self.live else { return };
-        let peer = live.peer.clone();
-        let timeout = self.handle.spec.limits.call_timeout();
-        ctx.spawn(
-            async move { tokio::time::timeout(timeout, peer.list_all_tools()).await }
-                .into_actor(self)
-                .map(|result, act, _ctx| match result {
-                    Ok(Ok(tools)) => {
-                        tracing::debug!(service = %act.name(), tools = tools.len(), "tools listed");
-                        act.registry.set_live_tools(act.name(), tools);
-                    }
-                    Ok(Err(e)) => {
-                        tracing::warn!(service = %act.name(), error = %e, "tools/list failed")
-                    }
-                    Err(_) => tracing::warn!(service = %act.name(), "tools/list timed out"),
-                }),
-        );
-    }
-
     /// Sends queued calls upstream while there is room.
     fn dispatch(&mut self, ctx: &mut Context<Self>) {
         let limit = self.handle.spec.limits.max_in_flight.max(1);
@@ -328,69 +274,6 @@ impl ServiceActor {
             .set_load(self.in_flight, self.queue.len() + self.waiting);
     }
 
-    /// Answers a finished attempt, or puts the call in the retry mailbox.
-    fn settle(
-        &mut self,
-        ctx: &mut Context<Self>,
-        attempt: call::Attempt,
-        reply: oneshot::Sender<Result<CallToolResult, CallError>>,
-    ) {
-        let call::Attempt { job, outcome, .. } = attempt;
-        let Err(e) = &outcome else {
-            let _ = reply.send(outcome);
-            return;
-        };
-        let Some(delay) = self.retry_delay(&job, e) else {
-            let _ = reply.send(outcome);
-            return;
-        };
-        tracing::info!(
-            service = %self.name(),
-            tool = %job.name,
-            category = %e.category,
-            attempt = job.attempt,
-            delay_ms = delay.as_millis() as u64,
-            "retrying"
-        );
-        job.events.emit(StreamEvent::status(
-            "retrying",
-            format!(
-                "{}: retrying on {} in {} ms (attempt {} of {})",
-                e.category,
-                self.name(),
-                delay.as_millis(),
-                job.attempt + 1,
-                job.retry.policy(e.category).map_or(0, |p| p.max_attempts),
-            ),
-            Some(self.name()),
-        ));
-        self.metrics.retry(self.name(), e.category);
-        self.waiting += 1;
-        ctx.run_later(delay, move |act, ctx| {
-            act.waiting -= 1;
-            act.queue.push_front(CallTool { job, reply });
-            act.dispatch(ctx);
-        });
-    }
-
-    /// Whether (and when) a failed attempt goes to the retry mailbox: the
-    /// category is retried in place, re-sending is safe, its strategy has
-    /// attempts left, the mailbox has room, and the wait fits the deadline.
-    fn retry_delay(&self, job: &CallJob, e: &CallError) -> Option<Duration> {
-        if !RetryConfig::retried_in_place(e.category) {
-            return None;
-        }
-        if e.delivery == Delivery::MaybeSent && !job.safe {
-            return None;
-        }
-        let policy = job.retry.policy(e.category)?;
-        if job.attempt >= policy.max_attempts || self.waiting >= job.retry.max_waiting {
-            return None;
-        }
-        let delay = policy.delay(job.attempt, e.retry_after, fastrand::f64());
-        (Instant::now() + delay <= job.deadline).then_some(delay)
-    }
-
     fn observe_call(&mut self, outcome: &Result<CallToolResult, CallError>, latency: Duration) {
         match outcome {
             Ok(_) => {
@@ -413,56 +296,6 @@ impl ServiceActor {
                 self.report(true, Some(latency), Source::Call, None);
             }
         }
-    }
-
-    /// One health probe: the cheapest round-trip the upstream's era has.
-    fn probe(&mut self, ctx: &mut Context<Self>) {
-        let Some(live) = &self.live else { return };
-        if self.probe_in_flight {
-            return;
-        }
-        self.probe_in_flight = true;
-        let peer = live.peer.clone();
-        let request = if live.stateless {
-            ClientRequest::DiscoverRequest(DiscoverRequest::new(DiscoverRequestParams {}))
-        } else {
-            ClientRequest::PingRequest(PingRequest::default())
-        };
-        let timeout = Duration::from_millis(self.handle.spec.health.timeout_ms);
-        let started = Instant::now();
-        ctx.spawn(
-            async move { tokio::time::timeout(timeout, peer.send_request(request)).await }
-                .into_actor(self)
-                .map(move |result, act, ctx| {
-                    act.probe_in_flight = false;
-                    let failure = match result {
-                        // Any answer, even a JSON-RPC error (a server without
-                        // `ping`), shows the session is alive.
-                        Ok(Ok(_)) | Ok(Err(ServiceError::McpError(_))) => None,
-                        Ok(Err(e)) => Some(from_service_error(e, true).to_string()),
-                        Err(_) => Some(format!("probe timed out after {} ms", timeout.as_millis())),
-                    };
-                    match failure {
-                        None => {
-                            act.probe_failures = 0;
-                            act.handle.record_success(started.elapsed(), false);
-                            act.report(true, Some(started.elapsed()), Source::Probe, None);
-                        }
-                        Some(reason) => {
-                            // Only the probes decide a restart: failed calls
-                            // may be the calls' own fault.
-                            act.probe_failures += 1;
-                            let n = act.probe_failures;
-                            act.handle.record_failure(&reason, false);
-                            act.report(false, None, Source::Probe, Some(reason.clone()));
-                            tracing::warn!(service = %act.name(), failures = n, %reason, "health probe failed");
-                            if n >= act.handle.spec.health.restart_after_failures.max(1) {
-                                act.crash(ctx, format!("{n} health probes failed in a row ({reason})"));
-                            }
-                        }
-                    }
-                }),
-        );
     }
 }
 

@@ -10,6 +10,7 @@
 
 pub mod errors;
 mod handler;
+pub mod sse;
 mod stdio;
 mod streamable_http;
 
@@ -105,7 +106,7 @@ pub async fn connect(
                 TransportKind::Stdio => {
                     stdio::connect(spec, handler.clone(), lifecycle.clone()).await
                 }
-                TransportKind::StreamableHttp => {
+                TransportKind::StreamableHttp | TransportKind::Sse => {
                     streamable_http::connect(spec, handler.clone(), lifecycle.clone(), timeout)
                         .await
                 }

@@ -1,5 +1,6 @@
-//! Upstreams reached over MCP Streamable HTTP, optionally launched and
-//! watched by us (a "managed" HTTP upstream: `command` + `url`).
+//! Upstreams reached over HTTP — MCP Streamable HTTP, or the legacy
+//! HTTP+SSE transport — optionally launched and watched by us (a "managed"
+//! HTTP upstream: `command` + `url`).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -12,9 +13,11 @@ use tokio::process::{Child, Command};
 
 use rmcp::service::ClientLifecycleMode;
 
+use super::errors::from_transport_error;
+use super::sse::LegacySse;
 use super::{Connection, Refusal, UpstreamHandler, program, refusal, server_info};
 use crate::error::{CallError, ErrorCategory};
-use crate::spec::ServiceSpec;
+use crate::spec::{ServiceSpec, TransportKind};
 
 /// Placeholder in `url` and `args` for a port chosen at each start.
 const PORT_PLACEHOLDER: &str = "{port}";
@@ -84,11 +87,27 @@ pub async fn connect(
         .connect_timeout(timeout)
         .build()
         .map_err(|e| CallError::new(ErrorCategory::Internal, format!("http client: {e}")))?;
-    let transport = StreamableHttpClientTransport::with_client(client, config);
-    let running = handler
-        .serve_with_lifecycle(transport, lifecycle)
-        .await
-        .map_err(refusal)?;
+    let running = if spec.transport == TransportKind::Sse {
+        let mut headers = config.custom_headers.clone();
+        if let Some(token) = &config.auth_header
+            && let Ok(v) = HeaderValue::try_from(format!("Bearer {token}"))
+        {
+            headers.insert(reqwest::header::AUTHORIZATION, v);
+        }
+        let sse = LegacySse::open(client, &url, &headers, timeout)
+            .await
+            .map_err(|e| from_transport_error(&e, false))?;
+        handler
+            .serve_with_lifecycle(sse, lifecycle)
+            .await
+            .map_err(refusal)?
+    } else {
+        let transport = StreamableHttpClientTransport::with_client(client, config);
+        handler
+            .serve_with_lifecycle(transport, lifecycle)
+            .await
+            .map_err(refusal)?
+    };
     let (peer, info) = server_info(&running).await?;
     let closed = Box::pin(async move {
         match child {
