@@ -57,12 +57,18 @@ pub struct Summary {
     /// Median latency of the most recent successful samples (what
     /// "degraded" is judged on).
     pub recent_p50_ms: Option<f64>,
+    /// How many samples `recent_p50_ms` is taken over.
+    pub recent_samples: usize,
     /// Failures in a row, newest last.
     pub consecutive_failures: u32,
 }
 
 /// How many recent successes decide "slow".
 const RECENT: usize = 5;
+
+/// The fewest recent successes a "slow" verdict is drawn from, so that one
+/// slow answer after a restart does not flip a service to degraded and back.
+pub const MIN_RECENT_FOR_SLOW: usize = 3;
 
 impl History {
     /// An empty history holding at most `capacity` samples.
@@ -123,6 +129,7 @@ impl History {
             p50_ms: percentile(&latencies, 0.50),
             p95_ms: percentile(&latencies, 0.95),
             recent_p50_ms: percentile(&recent, 0.50),
+            recent_samples: recent.len(),
             consecutive_failures: self.consecutive_failures,
         }
     }
@@ -176,6 +183,20 @@ mod tests {
         // The five most recent successes: 96..=100 (one sample fell off).
         assert_eq!(s.recent_p50_ms, Some(98.0));
         assert_eq!(s.consecutive_failures, 1);
+    }
+
+    #[test]
+    fn recent_window_counts_only_successes() {
+        let mut h = History::new(10);
+        h.push(sample(true, 400.0));
+        h.push(sample(false, 0.0));
+        assert_eq!(h.summary().recent_samples, 1);
+        for _ in 0..6 {
+            h.push(sample(true, 5.0));
+        }
+        let s = h.summary();
+        assert_eq!(s.recent_samples, 5);
+        assert_eq!(s.recent_p50_ms, Some(5.0));
     }
 
     #[test]

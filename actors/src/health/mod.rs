@@ -240,9 +240,10 @@ impl HealthMonitor {
             ServiceState::Ready => {
                 if summary.consecutive_failures >= h.spec.health.unhealthy_after.max(1) {
                     HealthStatus::Unhealthy
-                } else if summary
-                    .recent_p50_ms
-                    .is_some_and(|p| p > h.spec.health.degraded_latency_ms as f64)
+                } else if summary.recent_samples >= history::MIN_RECENT_FOR_SLOW
+                    && summary
+                        .recent_p50_ms
+                        .is_some_and(|p| p > h.spec.health.degraded_latency_ms as f64)
                 {
                     HealthStatus::Degraded
                 } else {
