@@ -68,13 +68,22 @@ fn a_2025_session_lives_from_initialize_to_delete() {
     );
     assert_eq!(r.json::<Value>().unwrap()["result"], json!({}));
 
-    // A header naming another version than the session's is refused.
+    // Another session revision in the header is accepted, as the official
+    // SDKs do; an unknown or stateless one is refused.
     let r = post(
         &d,
-        &[ACCEPT, session, ("mcp-protocol-version", "2025-11-25")],
+        &[ACCEPT, session, ("mcp-protocol-version", "2025-03-26")],
         &json!({"jsonrpc": "2.0", "id": 3, "method": "ping"}),
     );
-    assert_eq!(r.status().as_u16(), 400);
+    assert_eq!(r.status().as_u16(), 200);
+    for bad in ["1999-01-01", "2026-07-28"] {
+        let r = post(
+            &d,
+            &[ACCEPT, session, ("mcp-protocol-version", bad)],
+            &json!({"jsonrpc": "2.0", "id": 3, "method": "ping"}),
+        );
+        assert_eq!(r.status().as_u16(), 400, "{bad}");
+    }
 
     // The session's server-to-client stream opens as SSE.
     let r = client()

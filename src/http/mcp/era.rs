@@ -86,6 +86,16 @@ pub fn check_stateless(
             format!("missing `_meta[\"{META_VERSION}\"]`"),
         ));
     };
+    // A header that contradicts the body is a mismatch, whatever either
+    // names; only then is the version itself judged.
+    let header_version = header(req, "mcp-protocol-version");
+    if let Some(h) = &header_version
+        && h != version
+    {
+        return Err(Violation::header_mismatch(format!(
+            "MCP-Protocol-Version header `{h}` does not match _meta version `{version}`"
+        )));
+    }
     if version != STATELESS {
         let mut v = Violation::new(
             StatusCode::BAD_REQUEST,
@@ -102,18 +112,10 @@ pub fn check_stateless(
             format!("missing `_meta[\"{META_CAPABILITIES}\"]`"),
         ));
     }
-    match header(req, "mcp-protocol-version") {
-        Some(h) if h == version => {}
-        Some(h) => {
-            return Err(Violation::header_mismatch(format!(
-                "MCP-Protocol-Version header `{h}` does not match _meta version `{version}`"
-            )));
-        }
-        None => {
-            return Err(Violation::header_mismatch(
-                "MCP-Protocol-Version header is missing",
-            ));
-        }
+    if header_version.is_none() {
+        return Err(Violation::header_mismatch(
+            "MCP-Protocol-Version header is missing",
+        ));
     }
     match header(req, "mcp-method") {
         Some(h) if h == method => {}
@@ -149,14 +151,23 @@ pub fn check_stateless(
 }
 
 /// Checks a session-era request's `MCP-Protocol-Version` header: when
-/// present it must name the version the session negotiated.
+/// present it must name a session revision mcpvisor supports. Like the
+/// official SDKs, a session accepts any of them (clients that negotiated
+/// one revision are known to send another); an unknown or stateless
+/// version is a 400.
 pub fn check_session_header(req: &HttpRequest, negotiated: &str) -> Result<(), Violation> {
     match header(req, "mcp-protocol-version") {
-        Some(h) if h != negotiated => Err(Violation::new(
-            StatusCode::BAD_REQUEST,
-            -32600,
-            format!("MCP-Protocol-Version `{h}` does not match the session's `{negotiated}`"),
-        )),
+        Some(h) if !SESSION_ERAS.contains(&h.as_str()) => {
+            let mut v = Violation::new(
+                StatusCode::BAD_REQUEST,
+                -32600,
+                format!(
+                    "MCP-Protocol-Version `{h}` is not a session revision (this session negotiated `{negotiated}`)"
+                ),
+            );
+            v.data = Some(json!({"supported": SESSION_ERAS, "requested": h}));
+            Err(v)
+        }
         _ => Ok(()),
     }
 }

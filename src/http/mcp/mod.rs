@@ -146,6 +146,18 @@ async fn post(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) ->
         };
     };
 
+    if method == "initialize" && era::is_stateless(&req, params.as_ref()) {
+        // 2026-07-28 removed the handshake: an unknown method there.
+        return reply(
+            StatusCode::NOT_FOUND,
+            rpc_error(
+                id.as_ref(),
+                -32601,
+                "Method not found: initialize (2026-07-28 is stateless; use server/discover)",
+                None,
+            ),
+        );
+    }
     if method == "initialize" {
         return match id {
             Some(id) => initialize(&state, &id, params.as_ref()),
@@ -178,11 +190,9 @@ async fn post(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) ->
             }
         },
         _ if era::is_stateless(&req, params.as_ref()) || method == "server/discover" => {
-            // A bare `server/discover` is the era probe of clients that do
-            // not know us yet; it is answered without the 2026 checks.
-            if (method != "server/discover" || era::meta(params.as_ref()).is_some())
-                && let Err(v) = era::check_stateless(&req, &method, params.as_ref())
-            {
+            // `server/discover` exists only in 2026-07-28, so it carries
+            // that era's `_meta` like every other request of it.
+            if let Err(v) = era::check_stateless(&req, &method, params.as_ref()) {
                 return violation(id.as_ref(), v);
             }
             Era::Stateless
@@ -306,6 +316,8 @@ fn capabilities() -> ServerCapabilities {
     ServerCapabilities::builder()
         .enable_tools()
         .enable_tool_list_changed()
+        .enable_prompts()
+        .enable_resources()
         .build()
 }
 
