@@ -47,7 +47,8 @@ pub struct ServiceSpec {
     /// Arguments; `{port}` is replaced by the port chosen for `url`.
     #[serde(default)]
     pub args: Vec<String>,
-    /// Extra environment for the launched program.
+    /// Extra environment for the launched program; `{port}` in a value is
+    /// replaced as in `args`.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     /// Working directory for the launched program.

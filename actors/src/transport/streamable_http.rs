@@ -19,7 +19,8 @@ use super::{Connection, Refusal, UpstreamHandler, program, refusal, server_info}
 use crate::error::{CallError, ErrorCategory};
 use crate::spec::{ServiceSpec, TransportKind};
 
-/// Placeholder in `url` and `args` for a port chosen at each start.
+/// Placeholder in `url`, `args` and `env` values for a port chosen at each
+/// start (servers such as the npm ones read their port from `PORT`).
 const PORT_PLACEHOLDER: &str = "{port}";
 
 /// Largest tool result accepted from an HTTP upstream.
@@ -145,7 +146,7 @@ fn launch(
     // servers that watch it (the simulator does, via this variable) exit
     // when mcpvisor goes away, even if it is killed outright.
     cmd.args(spec.args.iter().map(|a| fill(a)))
-        .envs(&spec.env)
+        .envs(spec.env.iter().map(|(k, v)| (k, fill(v))))
         .env("MCPVISOR_PARENT_STDIN", "1")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())

@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Summarises MCP conformance runs into docs/interop.md and judges them.
+
+usage: conformance_table.py RESULTS_DIR OUT_MD
+
+RESULTS_DIR holds one folder per suite (e.g. `2025`, `2026`), each with one
+folder per target (e.g. `sim`, `via-sim`), each the `-o` output of a
+`conformance server` run: `server-<scenario>-<timestamp>/checks.json`.
+A target named `via-X` is mcpvisor fronting the upstream `X`, compared with
+the run against `X` directly.
+
+A scenario passes when none of its checks is a FAILURE. The run fails (exit 1)
+when a scenario passes directly but not through mcpvisor (mcpvisor is not
+transparent), or when a transport-level scenario fails through mcpvisor
+(those concern mcpvisor's own endpoint, whatever the upstream offers).
+"""
+import json
+import re
+import sys
+from pathlib import Path
+
+# Scenarios about the endpoint itself: they must pass through mcpvisor.
+TRANSPORT_LEVEL = {
+    "server-initialize",
+    "ping",
+    "tools-list",
+    "logging-set-level",
+    "dns-rebinding-protection",
+    "server-sse-multiple-streams",
+    "http-header-validation",
+    "caching",
+}
+
+SCENARIO_DIR = re.compile(r"^server-(.+)-\d{4}-\d{2}-\d{2}T[\d-]+Z$")
+
+
+def load(target_dir: Path) -> dict[str, tuple[bool, int, int]]:
+    """scenario -> (passed, successes, failures)."""
+    out = {}
+    for d in sorted(target_dir.iterdir()):
+        m = SCENARIO_DIR.match(d.name)
+        checks_file = d / "checks.json"
+        if not m or not checks_file.exists():
+            continue
+        checks = json.loads(checks_file.read_text())
+        ok = sum(1 for c in checks if c.get("status") == "SUCCESS")
+        bad = sum(1 for c in checks if c.get("status") == "FAILURE")
+        out[m.group(1)] = (bad == 0, ok, bad)
+    return out
+
+
+def cell(r):
+    if r is None:
+        return "–"
+    passed, ok, bad = r
+    return f"{'pass' if passed else 'FAIL'} ({ok}/{ok + bad})"
+
+
+def main(results: Path, out_md: Path) -> int:
+    problems = []
+    sections = []
+    for suite_dir in sorted(p for p in results.iterdir() if p.is_dir()):
+        targets = {t.name: load(t) for t in sorted(suite_dir.iterdir()) if t.is_dir()}
+        pairs = [(t[4:], t) for t in targets if t.startswith("via-") and t[4:] in targets]
+        for upstream, via in pairs:
+            direct, through = targets[upstream], targets[via]
+            rows = []
+            for scenario in sorted(set(direct) | set(through)):
+                d, t = direct.get(scenario), through.get(scenario)
+                verdict = "same"
+                if d and t and d[0] and not t[0]:
+                    verdict = "**REGRESSION**"
+                    problems.append(f"{suite_dir.name}/{scenario}: passes against {upstream}, fails through mcpvisor")
+                elif scenario in TRANSPORT_LEVEL and not (t and t[0]):
+                    verdict = "**REQUIRED**"
+                    problems.append(f"{suite_dir.name}/{scenario}: transport-level scenario fails through mcpvisor")
+                elif d and t and t[0] and not d[0]:
+                    verdict = "better through mcpvisor"
+                elif d and t and d[0] != t[0]:
+                    verdict = "differs"
+                level = "transport" if scenario in TRANSPORT_LEVEL else "upstream"
+                rows.append(f"| {scenario} | {level} | {cell(d)} | {cell(t)} | {verdict} |")
+            passed_d = sum(1 for r in direct.values() if r[0])
+            passed_t = sum(1 for r in through.values() if r[0])
+            sections.append(
+                f"### Suite {suite_dir.name}: `{upstream}` directly vs through mcpvisor\n\n"
+                f"Passing scenarios: {passed_d}/{len(direct)} directly, {passed_t}/{len(through)} through mcpvisor.\n\n"
+                "| scenario | concerns | direct | through mcpvisor | verdict |\n"
+                "|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
+            )
+    header = out_md.read_text().split("<!-- results -->")[0] if out_md.exists() else "# Interoperability\n\n"
+    body = "<!-- results -->\n" + "\n".join(sections)
+    if problems:
+        body += "\n**Problems:**\n\n" + "\n".join(f"- {p}" for p in problems) + "\n"
+    out_md.write_text(header + body)
+    for p in problems:
+        print(f"conformance: {p}", file=sys.stderr)
+    print(f"conformance: table written to {out_md} ({len(problems)} problem(s))")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        print(__doc__, file=sys.stderr)
+        sys.exit(2)
+    sys.exit(main(Path(sys.argv[1]), Path(sys.argv[2])))

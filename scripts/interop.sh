@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# Interoperability suite against third-party MCP implementations.
+#
+#   1. installs the pinned peers (scripts/peers.sh; idempotent)
+#   2. runs the interop tests (tests/interop.rs) with the peers required
+#   3. runs the official conformance suites' server scenarios — 0.1.16 (2025
+#      revisions) and the 0.2.0 prerelease with --spec-version 2026-07-28 —
+#      against each upstream directly and through mcpvisor, and writes the
+#      comparison to docs/interop.md (scripts/conformance_table.py), failing
+#      on any scenario that passes directly but not through mcpvisor
+#
+# Everything listens on 127.0.0.1 only; the Node peers run with
+# tests/peers/loopback-only.cjs preloaded.
+#
+# usage: scripts/interop.sh [--no-install] [--no-tests]
+# env:   MCPVISOR_BIN  the mcpvisor binary (default: built here, target/debug/mcpvisor)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PEERS="$ROOT/tests/peers"
+install=1
+tests=1
+for arg in "$@"; do
+  case "$arg" in
+    --no-install) install=0 ;;
+    --no-tests) tests=0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; exit 0 ;;
+    *) echo "interop.sh: unknown argument: $arg" >&2; exit 2 ;;
+  esac
+done
+
+log() { printf 'interop: %s\n' "$*"; }
+t_start=$(date +%s)
+
+[[ $install -eq 1 ]] && "$ROOT/scripts/peers.sh"
+
+cd "$ROOT"
+if [[ $tests -eq 1 ]]; then
+  log "interop tests (peers required)"
+  MCPVISOR_REQUIRE_PEERS=1 cargo test --locked --test interop
+fi
+
+BIN="${MCPVISOR_BIN:-}"
+if [[ -z "$BIN" ]]; then
+  cargo build --locked --quiet --bin mcpvisor
+  BIN="$ROOT/target/debug/mcpvisor"
+fi
+NODE="$PEERS/node_modules/.bin/node"
+export NODE_OPTIONS="--require $PEERS/loopback-only.cjs"
+
+WORK="$(mktemp -d)"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Waits for the first line of FILE starting with PREFIX; prints the rest.
+first_line() {
+  local file="$1" prefix="$2" i
+  for i in $(seq 1 300); do
+    if line=$(grep -m1 "^$prefix" "$file" 2>/dev/null); then
+      echo "${line#"$prefix"}"
+      return
+    fi
+    sleep 0.1
+  done
+  echo "interop.sh: no '$prefix' line in $file" >&2
+  cat "$file" "${file%.out}.err" >&2 || true
+  exit 1
+}
+
+# Polls URL until it answers 200.
+until_ready() {
+  local url="$1" i
+  for i in $(seq 1 300); do
+    if [[ "$(curl -s -o /dev/null -w '%{http_code}' "$url")" == 200 ]]; then return; fi
+    sleep 0.1
+  done
+  echo "interop.sh: $url never became ready" >&2
+  exit 1
+}
+
+# Starts the simulator on its own; prints its /mcp URL.
+start_sim() {
+  local port
+  port=$(free_port)
+  "$BIN" sim --http "127.0.0.1:$port" >"$WORK/sim.out" 2>"$WORK/sim.err" &
+  pids+=($!)
+  first_line "$WORK/sim.out" "mcpvisor-sim listening on "
+}
+
+# Starts mcpvisor with the config in $1 (a file); prints its base URL.
+start_daemon() {
+  local name
+  name=$(basename "$1" .toml)
+  "$BIN" serve --config "$1" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+  pids+=($!)
+  local base
+  base=$(first_line "$WORK/$name.out" "mcpvisor listening on ")
+  until_ready "$base/readyz"
+  echo "$base"
+}
+
+cat >"$WORK/via-sim.toml" <<EOF
+[server]
+listen = "127.0.0.1:0"
+[[services]]
+name = "sim"
+transport = "streamable_http"
+command = "@self"
+args = ["sim", "--http", "127.0.0.1:{port}"]
+url = "http://127.0.0.1:{port}/mcp"
+manifest = "builtin:asana"
+EOF
+
+sim_url=$(start_sim)
+via_sim=$(start_daemon "$WORK/via-sim.toml")/mcp
+log "sim directly: $sim_url; through mcpvisor: $via_sim"
+
+# run_suite SUITE TARGET URL: one conformance run, results under $WORK/results.
+#   2025: conformance 0.1.16, its active server scenarios (2025-06-18 / 2025-11-25)
+#   2026: the 0.2.0 prerelease, every scenario of 2026-07-28
+run_suite() {
+  local suite="$1" target="$2" url="$3"
+  local out="$WORK/results/$suite/$target"
+  local cli=(server --url "$url" -o "$out")
+  mkdir -p "$out"
+  case "$suite" in
+    2025) cli=("$PEERS/node_modules/@modelcontextprotocol/conformance/dist/index.js" "${cli[@]}") ;;
+    2026) cli=("$PEERS/node_modules/conformance-next/dist/index.js" "${cli[@]}"
+               --spec-version 2026-07-28 --suite all) ;;
+  esac
+  "$NODE" "${cli[@]}" >"$out.log" 2>&1 || true
+  grep -E '^Total:' "$out.log" | sed "s|^|interop: $suite $target: |" || true
+}
+
+for suite in 2025 2026; do
+  run_suite "$suite" sim "$sim_url"
+  run_suite "$suite" via-sim "$via_sim"
+done
+
+status=0
+python3 "$ROOT/scripts/conformance_table.py" "$WORK/results" "$ROOT/docs/interop.md" || status=$?
+log "done in $(( $(date +%s) - t_start ))s"
+exit "$status"
