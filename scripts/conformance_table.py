@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
 """Summarises MCP conformance runs into docs/interop.md and judges them.
 
-usage: conformance_table.py RESULTS_DIR OUT_MD
+usage: conformance_table.py RESULTS_DIR CLIENTS_DIR OUT_MD
 
 RESULTS_DIR holds one folder per suite (e.g. `2025`, `2026`), each with one
 folder per target (e.g. `sim`, `via-sim`), each the `-o` output of a
 `conformance server` run: `server-<scenario>-<timestamp>/checks.json`.
 A target named `via-X` is mcpvisor fronting the upstream `X`, compared with
 the run against `X` directly.
+
+CLIENTS_DIR holds one folder per suite with the `-o` output of `conformance
+client` runs (`<scenario>-<timestamp>/checks.json`) where mcpvisor is the
+client; each of those must pass.
 
 A scenario passes when none of its checks is a FAILURE. The run fails (exit 1)
 when a scenario passes directly but not through mcpvisor (mcpvisor is not
@@ -32,13 +36,14 @@ TRANSPORT_LEVEL = {
 }
 
 SCENARIO_DIR = re.compile(r"^server-(.+)-\d{4}-\d{2}-\d{2}T[\d-]+Z$")
+CLIENT_DIR = re.compile(r"^(.+)-\d{4}-\d{2}-\d{2}T[\d-]+Z$")
 
 
-def load(target_dir: Path) -> dict[str, tuple[bool, int, int]]:
+def load(target_dir: Path, pattern=SCENARIO_DIR) -> dict[str, tuple[bool, int, int]]:
     """scenario -> (passed, successes, failures)."""
     out = {}
     for d in sorted(target_dir.iterdir()):
-        m = SCENARIO_DIR.match(d.name)
+        m = pattern.match(d.name)
         checks_file = d / "checks.json"
         if not m or not checks_file.exists():
             continue
@@ -56,7 +61,23 @@ def cell(r):
     return f"{'pass' if passed else 'FAIL'} ({ok}/{ok + bad})"
 
 
-def main(results: Path, out_md: Path) -> int:
+def client_sections(clients: Path, problems: list[str]) -> list[str]:
+    sections = []
+    for suite_dir in sorted(p for p in clients.iterdir() if p.is_dir()):
+        runs = load(suite_dir, CLIENT_DIR)
+        rows = []
+        for scenario, r in sorted(runs.items()):
+            if not r[0]:
+                problems.append(f"client {suite_dir.name}/{scenario}: fails with mcpvisor as the client")
+            rows.append(f"| {scenario} | {cell(r)} |")
+        sections.append(
+            f"### Suite {suite_dir.name}: client scenarios, mcpvisor as the client (`mcpvisor probe`)\n\n"
+            "| scenario | result |\n|---|---|\n" + "\n".join(rows) + "\n"
+        )
+    return sections
+
+
+def main(results: Path, clients: Path, out_md: Path) -> int:
     problems = []
     sections = []
     for suite_dir in sorted(p for p in results.iterdir() if p.is_dir()):
@@ -88,6 +109,8 @@ def main(results: Path, out_md: Path) -> int:
                 "| scenario | concerns | direct | through mcpvisor | verdict |\n"
                 "|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
             )
+    if clients.is_dir():
+        sections += client_sections(clients, problems)
     header = out_md.read_text().split("<!-- results -->")[0] if out_md.exists() else "# Interoperability\n\n"
     body = "<!-- results -->\n" + "\n".join(sections)
     if problems:
@@ -100,7 +123,7 @@ def main(results: Path, out_md: Path) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
+    if len(sys.argv) != 4:
         print(__doc__, file=sys.stderr)
         sys.exit(2)
-    sys.exit(main(Path(sys.argv[1]), Path(sys.argv[2])))
+    sys.exit(main(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])))

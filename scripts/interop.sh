@@ -8,6 +8,8 @@
 #      against each upstream directly and through mcpvisor, and writes the
 #      comparison to docs/interop.md (scripts/conformance_table.py), failing
 #      on any scenario that passes directly but not through mcpvisor
+#   4. runs the suite's client scenarios (initialize, tools_call, sse-retry)
+#      with mcpvisor as the client (`mcpvisor probe`); each must pass
 #
 # Everything listens on 127.0.0.1 only; the Node peers run with
 # tests/peers/loopback-only.cjs preloaded.
@@ -146,7 +148,21 @@ for suite in 2025 2026; do
   run_suite "$suite" via-sim "$via_sim"
 done
 
+# The suite's client scenarios, with mcpvisor as the client (`mcpvisor probe`
+# behind tests/peers/clients/probe-client.sh); the suite's own test server
+# listens on loopback.
+export MCPVISOR_BIN="$BIN"
+for scenario in initialize tools_call sse-retry; do
+  out="$WORK/clients/2025"
+  mkdir -p "$out"
+  "$NODE" "$PEERS/node_modules/@modelcontextprotocol/conformance/dist/index.js" client \
+    --command "$PEERS/clients/probe-client.sh" --scenario "$scenario" -o "$out" \
+    >"$out/$scenario.log" 2>&1 || true
+  grep -E '^Passed:' "$out/$scenario.log" | sed "s|^|interop: client $scenario: |" || true
+done
+
 status=0
-python3 "$ROOT/scripts/conformance_table.py" "$WORK/results" "$ROOT/docs/interop.md" || status=$?
+python3 "$ROOT/scripts/conformance_table.py" "$WORK/results" "$WORK/clients" "$ROOT/docs/interop.md" \
+  || status=$?
 log "done in $(( $(date +%s) - t_start ))s"
 exit "$status"

@@ -33,6 +33,8 @@ enum Command {
     Call(cli::call::CallArgs),
     /// Run the simulated Asana MCP service.
     Sim(sim::SimOptions),
+    /// Connect to an MCP server as a service actor would, and report.
+    Probe(cli::probe::ProbeArgs),
 }
 
 #[derive(Debug, Default, clap::Args)]
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
         Command::Tools(args) => run_async(cli::tools::run(args)),
         Command::Call(args) => run_async(cli::call::run(args)),
         Command::Sim(opts) => run_async(sim::run(opts)),
+        Command::Probe(args) => run_async(cli::probe::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -221,3 +221,76 @@ fn the_real_asana_example_configs_check() {
         assert!(String::from_utf8_lossy(&out.stderr).contains(var));
     }
 }
+
+/// A simulator on its own, on an ephemeral loopback port; killed on drop.
+struct Sim(std::process::Child, String);
+
+impl Sim {
+    fn start(extra: &[&str]) -> Sim {
+        use std::io::{BufRead, BufReader};
+        let mut child = Command::new(common::BIN)
+            .args(["sim", "--http", "127.0.0.1:0", "--unit-latency-ms", "1"])
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("mcpvisor-sim listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+            .to_owned();
+        Sim(child, url)
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn probe_negotiates_each_era_and_calls_a_tool() {
+    for (protocols, expected) in [
+        (None, "2026-07-28"),
+        (Some("2025-06-18"), "2025-06-18"),
+        (Some("2024-11-05"), "2024-11-05"),
+    ] {
+        let extra: Vec<&str> = protocols.map_or(vec![], |p| vec!["--protocols", p]);
+        let sim = Sim::start(&extra);
+        let out = Command::new(common::BIN)
+            .args(["probe", &sim.1, "--tool", "asana_get_project"])
+            .args([
+                "--args",
+                &format!(r#"{{"project_id": "{}"}}"#, common::PROJECT),
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.starts_with(&format!("protocol {expected} ")), "{text}");
+        assert!(text.contains("tools (42):"), "{text}");
+        assert!(text.contains(common::PROJECT), "{text}");
+    }
+
+    // A server that is not there: a clear error, exit 1.
+    let out = Command::new(common::BIN)
+        .args(["probe", "http://127.0.0.1:9/mcp", "--timeout-ms", "2000"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("connect to http://127.0.0.1:9/mcp"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -68,6 +68,10 @@ pub(crate) enum Refusal {
     /// The server understood `server/discover` but listed only
     /// session-based revisions: open a session at this one instead.
     LegacyOnly(ProtocolVersion),
+    /// The server answered `server/discover` with something that is not a
+    /// discover result (some servers answer any unknown method with `{}`):
+    /// it is no 2026-07-28 server, so open a session instead.
+    NotDiscover(Box<ClientInitializeError>),
     /// Anything else.
     Failed(CallError),
 }
@@ -89,6 +93,9 @@ pub(crate) fn refusal(err: ClientInitializeError) -> Refusal {
             .max_by(|a, b| a.as_str().cmp(b.as_str()))
     {
         return Refusal::LegacyOnly(best.clone());
+    }
+    if let ClientInitializeError::ExpectedInitResult(Some(_)) = &err {
+        return Refusal::NotDiscover(Box::new(err));
     }
     Refusal::Failed(errors::from_init_error(err))
 }
@@ -120,6 +127,14 @@ pub async fn connect(
                     tracing::info!(service = %spec.name, %version, "upstream is session-based only; reconnecting with initialize");
                     lifecycle = ClientLifecycleMode::Initialize;
                     handler.set_protocol_version(version);
+                }
+                Err(Refusal::NotDiscover(e)) => {
+                    if !matches!(lifecycle, ClientLifecycleMode::Auto { .. }) {
+                        return Err(errors::from_init_error(*e));
+                    }
+                    tracing::info!(service = %spec.name, reply = %e, "upstream does not know server/discover; reconnecting with initialize");
+                    lifecycle = ClientLifecycleMode::Initialize;
+                    handler.set_protocol_version(ProtocolVersion::V_2025_11_25);
                 }
                 Err(Refusal::LegacyOnly(version)) => {
                     return Err(CallError::new(

@@ -1,0 +1,85 @@
+//! `mcpvisor probe URL`: connects to an MCP server the way a service actor
+//! does — same transports, same era negotiation — and reports what it
+//! found: the protocol it settled on, the server, its tools, and
+//! optionally the result of one call. A quick check of an upstream before
+//! it goes in a config, and how mcpvisor's client side is put through the
+//! conformance suite's client scenarios.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use mcpvisor_actors::spec::ServiceSpec;
+use mcpvisor_actors::transport::{self, UpstreamHandler};
+use rmcp::model::CallToolRequestParams;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+/// Arguments of `mcpvisor probe`.
+#[derive(Debug, clap::Args)]
+pub struct ProbeArgs {
+    /// The server's endpoint: its Streamable HTTP URL, or the SSE stream
+    /// URL of a legacy HTTP+SSE server (with `--transport sse`).
+    pub url: String,
+    /// `streamable_http` (default) or `sse`.
+    #[arg(long, default_value = "streamable_http")]
+    pub transport: String,
+    /// A tool to call after listing.
+    #[arg(long)]
+    pub tool: Option<String>,
+    /// The call's arguments, a JSON object.
+    #[arg(long, default_value = "{}")]
+    pub args: String,
+    /// Deadline for connecting and for the call, in milliseconds.
+    #[arg(long, default_value_t = 20_000)]
+    pub timeout_ms: u64,
+}
+
+pub async fn run(args: ProbeArgs) -> anyhow::Result<()> {
+    let arguments: Value = serde_json::from_str(&args.args).context("--args is not JSON")?;
+    let Value::Object(arguments) = arguments else {
+        bail!("--args must be a JSON object");
+    };
+    let spec: ServiceSpec = serde_json::from_value(json!({
+        "name": "probe",
+        "transport": args.transport,
+        "url": args.url,
+    }))
+    .context("--transport must be streamable_http or sse")?;
+    let timeout = Duration::from_millis(args.timeout_ms);
+    let (events, _ignored) = mpsc::unbounded_channel();
+    let conn = transport::connect(&spec, UpstreamHandler::new(events), timeout)
+        .await
+        .map_err(|e| anyhow::anyhow!("connect to {}: {e}", args.url))?;
+    let server = conn.info.server_info.as_ref().map_or_else(
+        || "(unnamed)".to_owned(),
+        |i| format!("{} {}", i.name, i.version),
+    );
+    println!("protocol {} server {server}", conn.protocol());
+    let tools = tokio::time::timeout(timeout, conn.peer.list_all_tools())
+        .await
+        .context("tools/list timed out")?
+        .context("tools/list")?;
+    println!(
+        "tools ({}): {}",
+        tools.len(),
+        tools
+            .iter()
+            .map(|t| t.name.as_ref())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let Some(tool) = args.tool else {
+        return Ok(());
+    };
+    let mut request = CallToolRequestParams::new(tool.clone());
+    request.arguments = Some(arguments);
+    let result = tokio::time::timeout(timeout, conn.peer.call_tool(request))
+        .await
+        .with_context(|| format!("{tool} timed out"))?
+        .with_context(|| format!("calling {tool}"))?;
+    println!("result {}", serde_json::to_string(&result)?);
+    if result.is_error == Some(true) {
+        bail!("{tool} answered with isError");
+    }
+    Ok(())
+}
