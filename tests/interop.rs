@@ -276,6 +276,27 @@ fn mcp_tool_names(d: &Daemon) -> Vec<String> {
         .collect()
 }
 
+/// One 2026-07-28 request to `/mcp`; the JSON-RPC reply.
+fn rpc(d: &Daemon, method: &str, mut params: Value, name: Option<&str>) -> Value {
+    params["_meta"] = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {}});
+    let mut request = common::client()
+        .post(d.url("/mcp"))
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-method", method)
+        .header("mcp-protocol-version", "2026-07-28");
+    if let Some(name) = name {
+        request = request.header("mcp-name", name);
+    }
+    request
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
+        .send()
+        .expect("POST /mcp")
+        .json()
+        .expect("JSON reply")
+}
+
 /// A `/api/mcp/stream` call refused before streaming: status and body.
 fn call_refused(d: &Daemon, tool: &str, arguments: Value) -> (u16, Value) {
     d.post(
@@ -420,4 +441,72 @@ fn eras_are_translated_both_ways() {
         &[&url, "trigger-long-running-operation", &long],
     );
     progress_then_result(&out, 3);
+}
+
+#[test]
+fn resources_prompts_and_completion_are_relayed() {
+    let Some(peers) = peers() else { return };
+    // server-everything speaks 2025-11-25 sessions; the client here speaks
+    // 2026-07-28: everything below crosses eras too.
+    let d = daemon(&everything(&peers, "everything", "stdio"));
+    d.wait_until("the catalog", std::time::Duration::from_secs(10), |d| {
+        rpc(d, "prompts/list", json!({}), None)["result"]["prompts"]
+            .as_array()
+            .is_some_and(|p| !p.is_empty())
+    });
+    let resources = rpc(&d, "resources/list", json!({}), None);
+    let listed = resources["result"]["resources"].as_array().unwrap();
+    assert!(!listed.is_empty(), "{resources}");
+    let uri = listed[0]["uri"].as_str().unwrap();
+    let read = rpc(&d, "resources/read", json!({"uri": uri}), Some(uri));
+    assert_eq!(read["result"]["contents"][0]["uri"], uri, "{read}");
+
+    let templates = rpc(&d, "resources/templates/list", json!({}), None);
+    let template = templates["result"]["resourceTemplates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["uriTemplate"] == "demo://resource/dynamic/text/{resourceId}")
+        .unwrap_or_else(|| panic!("{templates}"))
+        .clone();
+    assert_eq!(template["mimeType"], "text/plain");
+    let uri = "demo://resource/dynamic/text/7";
+    let read = rpc(&d, "resources/read", json!({"uri": uri}), Some(uri));
+    let text = read["result"]["contents"][0]["text"].as_str().unwrap();
+    assert!(text.starts_with("Resource 7"), "{read}");
+
+    // The upstream's own error comes back as it sent it.
+    let missing = rpc(
+        &d,
+        "resources/read",
+        json!({"uri": "demo://nope"}),
+        Some("demo://nope"),
+    );
+    assert_eq!(missing["error"]["code"], -32602, "{missing}");
+
+    let prompt = rpc(
+        &d,
+        "prompts/get",
+        json!({"name": "args-prompt", "arguments": {"city": "Oslo"}}),
+        Some("args-prompt"),
+    );
+    let said = prompt["result"]["messages"][0]["content"]["text"]
+        .as_str()
+        .unwrap();
+    assert!(said.contains("Oslo"), "{prompt}");
+    let unknown = rpc(&d, "prompts/get", json!({"name": "nope"}), Some("nope"));
+    assert_eq!(unknown["error"]["code"], -32602, "{unknown}");
+
+    let completion = rpc(
+        &d,
+        "completion/complete",
+        json!({"ref": {"type": "ref/prompt", "name": "completable-prompt"},
+               "argument": {"name": "department", "value": "E"}}),
+        None,
+    );
+    assert_eq!(
+        completion["result"]["completion"]["values"],
+        json!(["Engineering"]),
+        "{completion}"
+    );
 }

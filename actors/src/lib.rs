@@ -4,12 +4,14 @@
 //! The HTTP server lives in the application crate; this crate knows nothing
 //! of HTTP downstream. See `DESIGN.md` of the project for the shape.
 
+pub mod catalog;
 pub mod directory;
 pub mod error;
 pub mod health;
 pub mod manifest;
 pub mod metrics;
 pub mod registry;
+pub mod relay;
 pub mod retry;
 pub mod router;
 pub mod service;

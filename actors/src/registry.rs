@@ -7,6 +7,10 @@
 //! consistent snapshot without locks. Replicas of one logical service are
 //! merged into one entry; distinct services offering the same name are
 //! disambiguated by prefixing the service name (`asana.get_task`).
+//!
+//! Beside the tool table the registry holds the [`Catalog`] of everything
+//! else services offer (resources, templates, prompts), which the relay
+//! routes by.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -15,6 +19,7 @@ use arc_swap::ArcSwap;
 use rmcp::model::{Tool, ToolAnnotations};
 use serde_json::{Map, Value};
 
+use crate::catalog::Catalog;
 use crate::manifest::{Annotations, Manifest, ToolManifest};
 
 /// One tool as clients see it.
@@ -128,6 +133,7 @@ pub struct Registry {
     table: ArcSwap<ToolTable>,
     version: std::sync::atomic::AtomicU64,
     changed: tokio::sync::Notify,
+    catalog: Catalog,
 }
 
 impl std::fmt::Debug for Registry {
@@ -150,6 +156,11 @@ impl Registry {
             naming,
             ..Self::default()
         }
+    }
+
+    /// Resources, templates and prompts, per service.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
     }
 
     /// Tools offered by more than one logical service, with those services.

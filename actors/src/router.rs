@@ -171,7 +171,7 @@ pub fn check_arguments(entry: &ToolEntry, arguments: Option<&JsonObject>) -> Res
 /// Health rank: lower is better; `None` means "do not route here now".
 /// Healthy before degraded before unknown; an unhealthy service that is
 /// still connected is the last resort.
-fn rank(h: &ServiceHandle) -> Option<u8> {
+pub(crate) fn rank(h: &ServiceHandle) -> Option<u8> {
     if h.state() != ServiceState::Ready {
         return None;
     }

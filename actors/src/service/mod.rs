@@ -13,6 +13,7 @@ pub mod breaker;
 pub mod call;
 mod handle;
 mod probe;
+pub mod relay;
 mod retry;
 mod tools;
 
@@ -116,6 +117,7 @@ struct Live {
     peer: Peer<RoleClient>,
     handler: UpstreamHandler,
     stateless: bool,
+    capabilities: rmcp::model::ServerCapabilities,
 }
 
 /// The actor owning one upstream.
@@ -220,6 +222,7 @@ impl ServiceActor {
             peer: conn.peer.clone(),
             handler,
             stateless: conn.stateless(),
+            capabilities: conn.info.capabilities.clone(),
         });
         // The connection's resources live in this future; it resolves when
         // the upstream goes away.
@@ -243,6 +246,7 @@ impl ServiceActor {
             None,
         );
         self.refresh_tools(ctx);
+        self.refresh_offer(ctx);
         self.dispatch(ctx);
     }
 
@@ -369,6 +373,9 @@ impl StreamHandler<UpstreamEvent> for ServiceActor {
     fn handle(&mut self, event: UpstreamEvent, ctx: &mut Context<Self>) {
         match event {
             UpstreamEvent::ToolsChanged => self.refresh_tools(ctx),
+            UpstreamEvent::ResourcesChanged | UpstreamEvent::PromptsChanged => {
+                self.refresh_offer(ctx)
+            }
         }
     }
 

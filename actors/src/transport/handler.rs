@@ -1,8 +1,9 @@
 //! Our side of an upstream session: what we do with what the server sends.
 //!
 //! Progress notifications are routed to the event sink of the call that
-//! carries their token; a `tools/list_changed` notification is passed to
-//! the owning service actor, which refreshes the registry.
+//! carries their token; list-changed notifications (tools, resources,
+//! prompts) are passed to the owning service actor, which refreshes the
+//! registry.
 
 use std::sync::Arc;
 
@@ -22,6 +23,10 @@ use crate::stream::{EventSink, StreamEvent};
 pub enum UpstreamEvent {
     /// The upstream's tool list changed.
     ToolsChanged,
+    /// Its resource list (or templates) changed.
+    ResourcesChanged,
+    /// Its prompt list changed.
+    PromptsChanged,
 }
 
 /// The rmcp client handler of one upstream connection.
@@ -95,6 +100,14 @@ impl ClientHandler for UpstreamHandler {
 
     async fn on_tool_list_changed(&self, _ctx: NotificationContext<RoleClient>) {
         let _ = self.events.send(UpstreamEvent::ToolsChanged);
+    }
+
+    async fn on_resource_list_changed(&self, _ctx: NotificationContext<RoleClient>) {
+        let _ = self.events.send(UpstreamEvent::ResourcesChanged);
+    }
+
+    async fn on_prompt_list_changed(&self, _ctx: NotificationContext<RoleClient>) {
+        let _ = self.events.send(UpstreamEvent::PromptsChanged);
     }
 
     fn get_info(&self) -> ClientConfig {

@@ -11,12 +11,13 @@
 mod calls;
 pub mod era;
 mod listen;
+mod relay;
 mod session;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use rmcp::model::{Implementation, InitializeResult, ServerCapabilities};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 pub use session::Sessions;
 
@@ -270,24 +271,17 @@ async fn dispatch(
         "subscriptions/listen" if stateless => {
             listen::subscriptions_listen(state, &req, id, params)
         }
-        "logging/setLevel" if !stateless => reply(StatusCode::OK, rpc_result(&id, json!({}))),
-        "resources/list" | "resources/templates/list" | "prompts/list" => {
-            let key = match method.as_str() {
-                "resources/list" => "resources",
-                "resources/templates/list" => "resourceTemplates",
-                _ => "prompts",
-            };
-            let mut result = Map::new();
-            result.insert(key.into(), json!([]));
-            if stateless {
-                result.insert("ttlMs".into(), json!(0));
-                result.insert("cacheScope".into(), json!("public"));
-            }
-            reply(
-                StatusCode::OK,
-                rpc_result(&id, era.finish(Value::Object(result))),
-            )
-        }
+        // Removed in 2026-07-28 (stateless): unknown methods there.
+        "logging/setLevel" | "resources/subscribe" | "resources/unsubscribe" if stateless => reply(
+            StatusCode::NOT_FOUND,
+            rpc_error(
+                Some(&id),
+                -32601,
+                &format!("Method not found: {method} (not part of 2026-07-28)"),
+                None,
+            ),
+        ),
+        m if relay::handles(m) => relay::dispatch(state, era, id, m, params).await,
         _ => {
             // 2026-07-28 wants 404 for an unknown method; older eras 200.
             let status = if stateless {

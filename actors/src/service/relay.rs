@@ -1,0 +1,110 @@
+//! Requests other than tool calls: keeping this service's entry in the
+//! catalog current, and forwarding `resources/read`, `prompts/get`,
+//! `completion/complete` and the like to the upstream as they are.
+
+use actix::prelude::*;
+use rmcp::model::{ClientRequest, ErrorData, ServerResult};
+use tokio::sync::oneshot;
+
+use super::ServiceActor;
+use crate::catalog::Offer;
+use crate::error::{CallError, ErrorCategory};
+use crate::transport::errors::from_service_error;
+
+/// Why a forwarded request has no result.
+#[derive(Debug)]
+pub enum RelayError {
+    /// The upstream answered with a JSON-RPC error: passed on verbatim.
+    Upstream(ErrorData),
+    /// It could not be asked, or gave no answer.
+    Failed(CallError),
+}
+
+/// Asks the service to forward one request upstream.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Forward {
+    pub request: ClientRequest,
+    pub reply: oneshot::Sender<Result<ServerResult, RelayError>>,
+}
+
+impl Handler<Forward> for ServiceActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Forward, ctx: &mut Context<Self>) {
+        let Some(live) = &self.live else {
+            let _ = msg.reply.send(Err(RelayError::Failed(CallError::new(
+                ErrorCategory::ServiceUnavailable,
+                format!("{} is not connected", self.name()),
+            ))));
+            return;
+        };
+        let peer = live.peer.clone();
+        let timeout = self.handle.spec.limits.call_timeout();
+        ctx.spawn(
+            async move {
+                let outcome =
+                    match tokio::time::timeout(timeout, peer.send_request(msg.request)).await {
+                        Ok(Ok(result)) => Ok(result),
+                        Ok(Err(rmcp::ServiceError::McpError(e))) => Err(RelayError::Upstream(e)),
+                        Ok(Err(e)) => Err(RelayError::Failed(from_service_error(e, true))),
+                        Err(_) => Err(RelayError::Failed(
+                            CallError::new(
+                                ErrorCategory::Timeout,
+                                format!("no answer within {} ms", timeout.as_millis()),
+                            )
+                            .maybe_sent(),
+                        )),
+                    };
+                let _ = msg.reply.send(outcome);
+            }
+            .into_actor(self),
+        );
+    }
+}
+
+impl ServiceActor {
+    /// Lists what the upstream offers besides tools, by its declared
+    /// capabilities, and replaces this service's catalog entry.
+    pub(super) fn refresh_offer(&mut self, ctx: &mut Context<Self>) {
+        let Some(live) = &self.live else { return };
+        let peer = live.peer.clone();
+        let mut offer = Offer::from_capabilities(&live.capabilities);
+        let timeout = self.handle.spec.limits.call_timeout();
+        let service = self.name().to_owned();
+        ctx.spawn(
+            async move {
+                let listed = async {
+                    if offer.has_resources {
+                        offer.resources = peer.list_all_resources().await?;
+                        // Templates are optional even for resource servers.
+                        offer.templates = peer.list_all_resource_templates().await.unwrap_or_default();
+                    }
+                    if offer.has_prompts {
+                        offer.prompts = peer.list_all_prompts().await?;
+                    }
+                    Ok::<_, rmcp::ServiceError>(())
+                };
+                match tokio::time::timeout(timeout, listed).await {
+                    Ok(Ok(())) => Some(offer),
+                    Ok(Err(e)) => {
+                        tracing::warn!(%service, error = %e, "listing resources/prompts failed");
+                        None
+                    }
+                    Err(_) => {
+                        tracing::warn!(%service, "listing resources/prompts timed out");
+                        None
+                    }
+                }
+            }
+            .into_actor(self)
+            .map(|offer, act, _| {
+                if let Some(offer) = offer {
+                    tracing::debug!(service = %act.name(), resources = offer.resources.len(),
+                        templates = offer.templates.len(), prompts = offer.prompts.len(), "offer listed");
+                    act.registry.catalog().set(act.name(), offer);
+                }
+            }),
+        );
+    }
+}

@@ -1,0 +1,200 @@
+//! `/mcp` methods other than tools: resources, resource templates, prompts,
+//! completion and log levels, answered from the catalog of what every
+//! service offers or forwarded to the service that owns the resource,
+//! template or prompt named in the request.
+
+use actix_web::HttpResponse;
+use actix_web::http::StatusCode;
+use actix_web::web;
+use mcpvisor_actors::catalog::Capability;
+use mcpvisor_actors::relay::{self, RelayError};
+use rmcp::model::ClientRequest;
+use serde_json::{Map, Value, json};
+
+use super::{Era, reply, rpc_error, rpc_result};
+use crate::http::AppState;
+
+/// Methods this module answers.
+pub fn handles(method: &str) -> bool {
+    matches!(
+        method,
+        "resources/list"
+            | "resources/templates/list"
+            | "resources/read"
+            | "resources/subscribe"
+            | "resources/unsubscribe"
+            | "prompts/list"
+            | "prompts/get"
+            | "completion/complete"
+            | "logging/setLevel"
+    )
+}
+
+pub async fn dispatch(
+    state: web::Data<AppState>,
+    era: Era,
+    id: Value,
+    method: &str,
+    params: Value,
+) -> HttpResponse {
+    let stateless = matches!(era, Era::Stateless);
+    let services = relay::service_names(&state.directory);
+    let catalog = state.registry.catalog();
+    let listing = |key: &str, items: Value| {
+        let mut result = Map::new();
+        result.insert(key.into(), items);
+        if stateless {
+            result.insert("ttlMs".into(), json!(0));
+            result.insert("cacheScope".into(), json!("public"));
+        }
+        reply(
+            StatusCode::OK,
+            rpc_result(&id, era.finish(Value::Object(result))),
+        )
+    };
+    let text = |field: &str| params.get(field).and_then(Value::as_str).map(str::to_owned);
+    let (candidates, what) = match method {
+        "resources/list" => return listing("resources", json!(catalog.resources(&services))),
+        "resources/templates/list" => {
+            return listing("resourceTemplates", json!(catalog.templates(&services)));
+        }
+        "prompts/list" => return listing("prompts", json!(catalog.prompts(&services))),
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+            let Some(uri) = text("uri") else {
+                return invalid(&id, "`uri` must be a string");
+            };
+            let mut owners = catalog.owners_of_uri(&services, &uri);
+            if method != "resources/read" {
+                let able = catalog.with(&services, Capability::Subscribe);
+                owners.retain(|s| able.contains(s));
+            }
+            if owners.is_empty() && method == "resources/read" {
+                return reply(
+                    StatusCode::OK,
+                    rpc_error(
+                        Some(&id),
+                        -32602,
+                        &format!("Resource not found: {uri}"),
+                        Some(json!({"uri": uri})),
+                    ),
+                );
+            }
+            (owners, format!("resource `{uri}`"))
+        }
+        "prompts/get" => {
+            let Some(name) = text("name") else {
+                return invalid(&id, "`name` must be a string");
+            };
+            let owners = catalog.owners_of_prompt(&services, &name);
+            if owners.is_empty() {
+                return invalid(&id, &format!("Unknown prompt: {name}"));
+            }
+            (owners, format!("prompt `{name}`"))
+        }
+        "completion/complete" => {
+            let reference = params.get("ref");
+            let kind = reference
+                .and_then(|r| r.get("type"))
+                .and_then(Value::as_str);
+            let able = catalog.with(&services, Capability::Completions);
+            let owners = match kind {
+                Some("ref/prompt") => {
+                    let name = reference
+                        .and_then(|r| r.get("name"))
+                        .and_then(Value::as_str)
+                        .unwrap_or("");
+                    catalog.owners_of_prompt(&services, name)
+                }
+                Some("ref/resource") => {
+                    let uri = reference
+                        .and_then(|r| r.get("uri"))
+                        .and_then(Value::as_str)
+                        .unwrap_or("");
+                    catalog.owners_of_uri(&services, uri)
+                }
+                _ => return invalid(&id, "`ref` must be a ref/prompt or ref/resource"),
+            };
+            let owners: Vec<String> = owners.into_iter().filter(|s| able.contains(s)).collect();
+            if owners.is_empty() {
+                // Nothing to complete from: an empty completion.
+                let empty = json!({"completion": {"values": [], "hasMore": false}});
+                return reply(StatusCode::OK, rpc_result(&id, era.finish(empty)));
+            }
+            (owners, "completion".to_owned())
+        }
+        "logging/setLevel" => {
+            // Every service that logs hears the level; the reply is empty.
+            let request = match request(method, &params) {
+                Ok(r) => r,
+                Err(e) => return invalid(&id, &e),
+            };
+            for service in catalog.with(&services, Capability::Logging) {
+                let one = [service];
+                if let Err(e) =
+                    relay::forward(&state.directory, &one, request.clone(), "logging").await
+                {
+                    tracing::debug!(service = %one[0], error = ?e, "logging/setLevel not relayed");
+                }
+            }
+            return reply(StatusCode::OK, rpc_result(&id, era.finish(json!({}))));
+        }
+        _ => {
+            return reply(
+                StatusCode::OK,
+                rpc_error(
+                    Some(&id),
+                    -32601,
+                    &format!("Method not found: {method}"),
+                    None,
+                ),
+            );
+        }
+    };
+    let request = match request(method, &params) {
+        Ok(r) => r,
+        Err(e) => return invalid(&id, &e),
+    };
+    match relay::forward(&state.directory, &candidates, request, &what).await {
+        Ok(result) => {
+            let value = serde_json::to_value(&result).unwrap_or_else(|_| json!({}));
+            reply(StatusCode::OK, rpc_result(&id, era.finish(value)))
+        }
+        Err(RelayError::Upstream(e)) => reply(
+            StatusCode::OK,
+            rpc_error(Some(&id), e.code.0, &e.message, e.data),
+        ),
+        Err(RelayError::Failed(e)) => {
+            let body = crate::http::errors::body_of(&e);
+            reply(
+                StatusCode::OK,
+                rpc_error(
+                    Some(&id),
+                    -32603,
+                    &e.to_string(),
+                    Some(body["error"].clone()),
+                ),
+            )
+        }
+    }
+}
+
+fn invalid(id: &Value, message: &str) -> HttpResponse {
+    reply(StatusCode::OK, rpc_error(Some(id), -32602, message, None))
+}
+
+/// The request to send upstream: the client's params without the
+/// 2026-07-28 `_meta` keys of mcpvisor's own session with the client
+/// (the upstream connection carries its own).
+fn request(method: &str, params: &Value) -> Result<ClientRequest, String> {
+    let mut params = params.clone();
+    if let Some(meta) = params.get_mut("_meta").and_then(Value::as_object_mut) {
+        meta.retain(|k, _| !k.starts_with("io.modelcontextprotocol/"));
+        if meta.is_empty()
+            && let Some(p) = params.as_object_mut()
+        {
+            p.remove("_meta");
+        }
+    }
+    serde_json::from_value(json!({"method": method, "params": params}))
+        .map_err(|e| format!("invalid params for {method}: {e}"))
+}
