@@ -38,6 +38,17 @@ pub enum StreamEvent {
         #[serde(skip_serializing_if = "Option::is_none")]
         message: Option<String>,
     },
+    /// A log message (`notifications/message`) the upstream sent while
+    /// this call was the only one it was running.
+    Log {
+        /// Syslog-style level: debug, info, notice, warning, error, ...
+        level: String,
+        /// The upstream's logger name, if any.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        logger: Option<String>,
+        /// What it logged.
+        data: Value,
+    },
 }
 
 impl StreamEvent {

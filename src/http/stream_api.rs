@@ -135,6 +135,9 @@ async fn stream_call(
                     StreamEvent::Status { stage, message, service } if options.enable_status_updates => {
                         out.send("status", json!({"stage": stage, "message": message, "service": service})).await;
                     }
+                    StreamEvent::Log { level, logger, data } if options.enable_status_updates => {
+                        out.send("log", json!({"level": level, "logger": logger, "data": data})).await;
+                    }
                     _ => {}
                 },
                 result = &mut call => break result,

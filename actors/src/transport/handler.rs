@@ -9,9 +9,10 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 use rmcp::ClientHandler;
+#[allow(deprecated)]
 use rmcp::model::{
-    ClientCapabilities, ClientConfig, Implementation, ProgressNotificationParam, ProgressToken,
-    ProtocolVersion,
+    ClientCapabilities, ClientConfig, Implementation, LoggingMessageNotificationParam,
+    ProgressNotificationParam, ProgressToken, ProtocolVersion,
 };
 use rmcp::service::{NotificationContext, RoleClient};
 use tokio::sync::mpsc;
@@ -95,6 +96,34 @@ impl ClientHandler for UpstreamHandler {
                 total: params.total,
                 message: params.message,
             });
+        }
+    }
+
+    /// Log messages are not tied to a request on the wire. While exactly
+    /// one call is running on this upstream they belong to it and go to
+    /// its caller; otherwise they only reach mcpvisor's own log, so that
+    /// one client never sees what another client's call logged.
+    /// (2026-07-28 deprecates logging; the session revisions still use it.)
+    #[allow(deprecated)]
+    async fn on_logging_message(
+        &self,
+        params: LoggingMessageNotificationParam,
+        _ctx: NotificationContext<RoleClient>,
+    ) {
+        let level = serde_json::to_value(params.level)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_else(|| "info".into());
+        if self.progress.len() == 1
+            && let Some(sink) = self.progress.iter().next()
+        {
+            sink.emit(StreamEvent::Log {
+                level,
+                logger: params.logger,
+                data: params.data,
+            });
+        } else {
+            tracing::debug!(%level, logger = ?params.logger, data = %params.data, "upstream log message");
         }
     }
 

@@ -65,9 +65,14 @@ pub async fn tools_call(
             rpc_result(&id, era.finish(error_result(&e))),
         );
     }
-    let progress_token = era::meta(Some(&params))
-        .and_then(|m| m.get("progressToken"))
-        .cloned();
+    let meta = era::meta(Some(&params));
+    let notes = CallNotes {
+        progress_token: meta.and_then(|m| m.get("progressToken")).cloned(),
+        logs: match &era {
+            Era::Session(_) => true,
+            Era::Stateless => meta.is_some_and(|m| m.contains_key(era::META_LOG_LEVEL)),
+        },
+    };
     let tracked = match &era {
         Era::Session(s) => Some(s.track(request_key(&id))),
         Era::Stateless => None,
@@ -110,14 +115,14 @@ pub async fn tools_call(
         let outcome = loop {
             tokio::select! {
                 biased;
-                Some(event) = events.recv() => forward(&tx, progress_token.as_ref(), event).await,
+                Some(event) = events.recv() => forward(&tx, &notes, event).await,
                 o = &mut call => break o,
                 () = tx.closed() => return, // client left: dropping `events` cancels upstream
                 () = &mut cancelled => return,
             }
         };
         while let Ok(event) = events.try_recv() {
-            forward(&tx, progress_token.as_ref(), event).await;
+            forward(&tx, &notes, event).await;
         }
         let body = rpc_result(&id, era.finish(render(outcome)));
         if let Ok(data) = sse::Data::new_json(body) {
@@ -132,29 +137,53 @@ pub async fn tools_call(
         .map_into_boxed_body()
 }
 
-async fn forward(tx: &mpsc::Sender<sse::Event>, token: Option<&Value>, event: StreamEvent) {
-    let (
-        Some(token),
+/// Renders one call event on the call's SSE stream: progress for the
+/// caller's token, and upstream log messages when the client takes them.
+async fn forward(tx: &mpsc::Sender<sse::Event>, call: &CallNotes, event: StreamEvent) {
+    let note = match event {
         StreamEvent::Progress {
             progress,
             total,
             message,
-        },
-    ) = (token, event)
-    else {
-        return;
+        } => {
+            let Some(token) = &call.progress_token else {
+                return;
+            };
+            let mut params = json!({"progressToken": token, "progress": progress});
+            if let Some(t) = total {
+                params["total"] = json!(t);
+            }
+            if let Some(m) = message {
+                params["message"] = json!(m);
+            }
+            json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": params})
+        }
+        StreamEvent::Log {
+            level,
+            logger,
+            data,
+        } if call.logs => {
+            let mut params = json!({"level": level, "data": data});
+            if let Some(l) = logger {
+                params["logger"] = json!(l);
+            }
+            json!({"jsonrpc": "2.0", "method": "notifications/message", "params": params})
+        }
+        _ => return,
     };
-    let mut params = json!({"progressToken": token, "progress": progress});
-    if let Some(t) = total {
-        params["total"] = json!(t);
-    }
-    if let Some(m) = message {
-        params["message"] = json!(m);
-    }
-    let note = json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": params});
     if let Ok(data) = sse::Data::new_json(note) {
         let _ = tx.send(data.event("message").into()).await;
     }
+}
+
+/// What a call's client asked to hear about besides its result.
+struct CallNotes {
+    /// Its `progressToken`, if it gave one.
+    progress_token: Option<Value>,
+    /// Whether upstream log messages go to it: always in a session (the
+    /// session revisions let servers log at will); in 2026-07-28 only when
+    /// the request names a log level in `_meta`.
+    logs: bool,
 }
 
 /// The `tools/call` result for an outcome.
