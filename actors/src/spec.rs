@@ -58,6 +58,12 @@ pub struct ServiceSpec {
     /// every start of a managed upstream.
     #[serde(default)]
     pub url: Option<String>,
+    /// Protocol revision to speak with the upstream: `auto` (the default:
+    /// 2026-07-28 if the server offers it, else the newest session
+    /// revision it accepts) or one revision, e.g. `2025-11-25` to keep a
+    /// session even with a server that also speaks 2026-07-28.
+    #[serde(default)]
+    pub protocol: Option<String>,
     /// Extra HTTP headers (e.g. `Authorization = "Bearer ${TOKEN}"`).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,

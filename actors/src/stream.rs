@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// Something that happened during a call, before its outcome.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -75,6 +75,57 @@ pub struct EventSink {
     tx: Option<mpsc::Sender<StreamEvent>>,
     /// Highest progress emitted so far, as `f64` bits.
     high_water: Arc<AtomicU64>,
+    /// Where the upstream's requests to the calling client go, when the
+    /// caller can answer them.
+    asks: Option<Asks>,
+}
+
+/// A request the upstream server made of the calling client while serving
+/// its call — `sampling/createMessage`, `elicitation/create` — waiting for
+/// the client's answer.
+#[derive(Debug)]
+pub struct ClientAsk {
+    /// The MCP method.
+    pub method: String,
+    /// Its params, as the upstream sent them.
+    pub params: Value,
+    /// The client's result, or its JSON-RPC error.
+    pub reply: oneshot::Sender<Result<Value, AskError>>,
+}
+
+/// A JSON-RPC error for an ask.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AskError {
+    pub code: i32,
+    pub message: String,
+    pub data: Option<Value>,
+}
+
+impl AskError {
+    fn new(code: i32, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            data: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Asks {
+    tx: mpsc::Sender<ClientAsk>,
+    /// The calling client's declared capabilities.
+    capabilities: Arc<Value>,
+}
+
+/// The client capability a server-to-client request needs.
+fn capability_for(method: &str) -> Option<&'static str> {
+    match method {
+        "sampling/createMessage" => Some("sampling"),
+        "elicitation/create" => Some("elicitation"),
+        "roots/list" => Some("roots"),
+        _ => None,
+    }
 }
 
 impl EventSink {
@@ -83,6 +134,7 @@ impl EventSink {
         Self {
             tx: Some(tx),
             high_water: Arc::new(AtomicU64::new(f64::NEG_INFINITY.to_bits())),
+            asks: None,
         }
     }
 
@@ -91,6 +143,7 @@ impl EventSink {
         Self {
             tx: None,
             high_water: Arc::new(AtomicU64::new(f64::NEG_INFINITY.to_bits())),
+            asks: None,
         }
     }
 
@@ -121,6 +174,50 @@ impl EventSink {
         {
             tracing::debug!(?ev, "event channel full; dropping event");
         }
+    }
+
+    /// Lets the upstream ask the calling client (declaring `capabilities`)
+    /// for sampling or elicitation; the asks arrive on the returned receiver.
+    pub fn with_asks(mut self, capabilities: Value) -> (Self, mpsc::Receiver<ClientAsk>) {
+        let (tx, rx) = mpsc::channel(8);
+        self.asks = Some(Asks {
+            tx,
+            capabilities: Arc::new(capabilities),
+        });
+        (self, rx)
+    }
+
+    /// Asks the calling client `method` and waits for its answer. Fails
+    /// with "method not found" when the caller cannot be asked (the SSE
+    /// API, a stateless request) or did not declare the capability.
+    pub async fn ask(&self, method: &str, params: Value) -> Result<Value, AskError> {
+        const METHOD_NOT_FOUND: i32 = -32601;
+        let Some(asks) = &self.asks else {
+            return Err(AskError::new(
+                METHOD_NOT_FOUND,
+                format!("the calling client cannot be asked for {method} through mcpvisor"),
+            ));
+        };
+        if let Some(cap) = capability_for(method)
+            && asks.capabilities.get(cap).is_none()
+        {
+            return Err(AskError::new(
+                METHOD_NOT_FOUND,
+                format!("the calling client did not declare the `{cap}` capability"),
+            ));
+        }
+        let (reply, answer) = oneshot::channel();
+        let ask = ClientAsk {
+            method: method.to_owned(),
+            params,
+            reply,
+        };
+        if asks.tx.send(ask).await.is_err() {
+            return Err(AskError::new(-32603, "the calling client went away"));
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Err(AskError::new(-32603, "the calling client went away")))
     }
 
     /// Whether the consumer has gone away (the HTTP client disconnected).

@@ -297,6 +297,15 @@ impl Config {
                 }
                 _ => {}
             }
+            if let Some(p) = s.protocol.as_deref()
+                && p != "auto"
+                && mcpvisor_actors::transport::known_version(p).is_none()
+            {
+                return Err(fail(
+                    "protocol",
+                    format!("unknown protocol revision `{p}` (use `auto` or e.g. `2025-11-25`)"),
+                ));
+            }
             for (field, value) in [
                 ("limits.max_in_flight", s.limits.max_in_flight as u64),
                 ("limits.call_timeout_ms", s.limits.call_timeout_ms),

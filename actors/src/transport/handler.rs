@@ -14,7 +14,12 @@ use rmcp::model::{
     ClientCapabilities, ClientConfig, Implementation, LoggingMessageNotificationParam,
     ProgressNotificationParam, ProgressToken, ProtocolVersion,
 };
-use rmcp::service::{NotificationContext, RoleClient};
+#[allow(deprecated)]
+use rmcp::model::{
+    CreateMessageRequestParams, CreateMessageResult, ElicitRequestParams, ElicitResult,
+    ElicitationCapability, ErrorCode, ErrorData, SamplingCapability,
+};
+use rmcp::service::{NotificationContext, RequestContext, RoleClient};
 use tokio::sync::mpsc;
 
 use crate::stream::{EventSink, StreamEvent};
@@ -82,6 +87,38 @@ impl Drop for ProgressGuard {
     }
 }
 
+impl UpstreamHandler {
+    /// Relays a request the upstream makes of "the client" to the client
+    /// whose call it is serving. Like log messages, such requests carry no
+    /// call id on the wire, so they can be attributed only while exactly
+    /// one call is running on this upstream; otherwise they are refused.
+    async fn ask_caller<P: serde::Serialize, R: serde::de::DeserializeOwned>(
+        &self,
+        method: &str,
+        params: &P,
+    ) -> Result<R, ErrorData> {
+        let sink = match self.progress.len() {
+            1 => self.progress.iter().next().map(|e| e.value().clone()),
+            _ => None,
+        };
+        let Some(sink) = sink else {
+            return Err(ErrorData::new(
+                ErrorCode::METHOD_NOT_FOUND,
+                format!("{method}: no single running call to relay it to"),
+                None,
+            ));
+        };
+        let params = serde_json::to_value(params)
+            .map_err(|e| ErrorData::internal_error(format!("{method} params: {e}"), None))?;
+        match sink.ask(method, params).await {
+            Ok(v) => serde_json::from_value(v).map_err(|e| {
+                ErrorData::internal_error(format!("the client's {method} result: {e}"), None)
+            }),
+            Err(e) => Err(ErrorData::new(ErrorCode(e.code), e.message, e.data)),
+        }
+    }
+}
+
 impl ClientHandler for UpstreamHandler {
     async fn on_progress(
         &self,
@@ -139,9 +176,34 @@ impl ClientHandler for UpstreamHandler {
         let _ = self.events.send(UpstreamEvent::PromptsChanged);
     }
 
+    // Sampling is deprecated from 2026-07-28; session-era servers use it.
+    #[allow(deprecated)]
+    async fn create_message(
+        &self,
+        params: CreateMessageRequestParams,
+        _ctx: RequestContext<RoleClient>,
+    ) -> Result<CreateMessageResult, ErrorData> {
+        self.ask_caller("sampling/createMessage", &params).await
+    }
+
+    async fn create_elicitation(
+        &self,
+        params: ElicitRequestParams,
+        _ctx: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, ErrorData> {
+        self.ask_caller("elicitation/create", &params).await
+    }
+
+    /// Sampling and elicitation are offered on behalf of the calling
+    /// clients: a request is relayed to the client whose call is running
+    /// (see `ask_caller`) and refused when none can answer.
     fn get_info(&self) -> ClientConfig {
         let mut info = ClientConfig::default();
         info.capabilities = ClientCapabilities::default();
+        info.capabilities.sampling = Some(SamplingCapability::default());
+        let mut elicitation = ElicitationCapability::default();
+        elicitation.form = Some(Default::default());
+        info.capabilities.elicitation = Some(elicitation);
         info.client_info = Implementation::new("mcpvisor", env!("CARGO_PKG_VERSION"));
         info.protocol_version = self.protocol_version.clone();
         info

@@ -63,6 +63,34 @@ fn auto_lifecycle() -> ClientLifecycleMode {
     }
 }
 
+/// A protocol revision by name, if it is one rmcp knows.
+pub fn known_version(name: &str) -> Option<ProtocolVersion> {
+    ProtocolVersion::KNOWN_VERSIONS
+        .iter()
+        .find(|v| v.as_str() == name)
+        .cloned()
+}
+
+/// The lifecycle a spec asks for: `auto`, or one pinned revision.
+fn lifecycle_for(spec: &ServiceSpec, handler: &mut UpstreamHandler) -> ClientLifecycleMode {
+    match spec
+        .protocol
+        .as_deref()
+        .filter(|p| *p != "auto")
+        .and_then(known_version)
+    {
+        None => auto_lifecycle(),
+        Some(v) if v.has_initialize() => {
+            handler.set_protocol_version(v);
+            ClientLifecycleMode::Initialize
+        }
+        Some(v) => ClientLifecycleMode::Auto {
+            preferred_versions: vec![v],
+            legacy_version: None,
+        },
+    }
+}
+
 /// Why a handshake attempt failed.
 pub(crate) enum Refusal {
     /// The server understood `server/discover` but listed only
@@ -107,7 +135,7 @@ pub async fn connect(
     timeout: Duration,
 ) -> Result<Connection, CallError> {
     let attempt = async {
-        let mut lifecycle = auto_lifecycle();
+        let mut lifecycle = lifecycle_for(spec, &mut handler);
         loop {
             let result = match spec.transport {
                 TransportKind::Stdio => {

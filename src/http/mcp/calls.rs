@@ -10,11 +10,13 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, Responder, web};
 use actix_web_lab::sse;
 use mcpvisor_actors::router::check_arguments;
+use mcpvisor_actors::stream::ClientAsk;
 use mcpvisor_actors::{CallError, ErrorCategory, EventSink, Execute, StreamEvent};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::super::AppState;
+use super::session::Session;
 use super::{Era, era, reply, rpc_error, rpc_result};
 
 /// Text form of a JSON-RPC id, as sessions key in-flight calls.
@@ -78,6 +80,19 @@ pub async fn tools_call(
         Era::Stateless => None,
     };
     let (sink, mut events) = EventSink::channel(state.server.event_buffer);
+    // A session client reading the call's SSE stream can be asked for
+    // sampling or elicitation on the upstream's behalf, on that stream.
+    let session = match &era {
+        Era::Session(s) if era::accepts_sse(&req) => Some(s.clone()),
+        _ => None,
+    };
+    let (sink, mut asks) = match &session {
+        Some(s) => {
+            let (sink, rx) = sink.with_asks(s.client_capabilities.clone());
+            (sink, Some(rx))
+        }
+        None => (sink, None),
+    };
     let call = state.router.send(Execute {
         tool: name,
         arguments,
@@ -116,6 +131,11 @@ pub async fn tools_call(
             tokio::select! {
                 biased;
                 Some(event) = events.recv() => forward(&tx, &notes, event).await,
+                Some(ask) = next_ask(&mut asks) => {
+                    if let Some(session) = &session {
+                        relay_ask(&tx, session, ask).await;
+                    }
+                }
                 o = &mut call => break o,
                 () = tx.closed() => return, // client left: dropping `events` cancels upstream
                 () = &mut cancelled => return,
@@ -172,6 +192,23 @@ async fn forward(tx: &mpsc::Sender<sse::Event>, call: &CallNotes, event: StreamE
         _ => return,
     };
     if let Ok(data) = sse::Data::new_json(note) {
+        let _ = tx.send(data.event("message").into()).await;
+    }
+}
+
+async fn next_ask(asks: &mut Option<mpsc::Receiver<ClientAsk>>) -> Option<ClientAsk> {
+    match asks {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sends the upstream's request to the client on the call's stream; the
+/// client's answer arrives as a POST and is matched by id.
+async fn relay_ask(tx: &mpsc::Sender<sse::Event>, session: &Session, ask: ClientAsk) {
+    let id = session.expect_answer(ask.reply);
+    let request = json!({"jsonrpc": "2.0", "id": id, "method": ask.method, "params": ask.params});
+    if let Ok(data) = sse::Data::new_json(request) {
         let _ = tx.send(data.event("message").into()).await;
     }
 }

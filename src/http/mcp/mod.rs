@@ -16,8 +16,9 @@ mod session;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
+use mcpvisor_actors::stream::AskError;
 use rmcp::model::{Implementation, InitializeResult, ServerCapabilities};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 pub use session::Sessions;
 
@@ -136,9 +137,9 @@ async fn post(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) ->
         );
     }
     let Some(method) = method else {
-        // A response to a server-initiated request: nothing is waiting for one.
+        // A response to a request sent on an upstream's behalf.
         return if message.contains_key("result") || message.contains_key("error") {
-            HttpResponse::Accepted().finish()
+            answer(&state, &req, &message)
         } else {
             reply(
                 StatusCode::BAD_REQUEST,
@@ -223,6 +224,35 @@ async fn post(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) ->
         params.unwrap_or_else(|| json!({})),
     )
     .await
+}
+
+/// A client's response to a request mcpvisor relayed to it: handed to the
+/// upstream that asked. 202 either way (a late answer to a request given
+/// up on has nowhere to go).
+fn answer(state: &AppState, req: &HttpRequest, message: &Map<String, Value>) -> HttpResponse {
+    let session = era::header(req, "mcp-session-id").and_then(|sid| state.sessions.get(&sid));
+    let id = message.get("id").map(|i| match i {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    });
+    if let (Some(session), Some(id)) = (session, id) {
+        let outcome = match message.get("error") {
+            Some(e) => Err(AskError {
+                code: e.get("code").and_then(Value::as_i64).unwrap_or(-32603) as i32,
+                message: e
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("error")
+                    .to_owned(),
+                data: e.get("data").cloned(),
+            }),
+            None => Ok(message.get("result").cloned().unwrap_or(Value::Null)),
+        };
+        if !session.answer(&id, outcome) {
+            tracing::debug!(%id, "a response nothing waits for");
+        }
+    }
+    HttpResponse::Accepted().finish()
 }
 
 /// Client notifications: acknowledged, and `notifications/cancelled` acted on.
@@ -323,7 +353,14 @@ fn initialize(state: &AppState, id: &Value, params: Option<&Value>) -> HttpRespo
         .and_then(|p| p.get("protocolVersion"))
         .and_then(Value::as_str);
     let version = era::negotiate(requested);
-    let (sid, _) = match state.sessions.create(version.to_owned()) {
+    let client_capabilities = params
+        .and_then(|p| p.get("capabilities"))
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    let (sid, _) = match state
+        .sessions
+        .create(version.to_owned(), client_capabilities)
+    {
         Ok(s) => s,
         Err(e) => {
             return reply(

@@ -156,7 +156,16 @@ pub async fn dispatch(
     };
     match relay::forward(&state.directory, &candidates, request, &what).await {
         Ok(result) => {
-            let value = serde_json::to_value(&result).unwrap_or_else(|_| json!({}));
+            let mut value = serde_json::to_value(&result).unwrap_or_else(|_| json!({}));
+            // 2026-07-28 reads carry caching hints; a session-era upstream
+            // gives none, so say "do not cache" unless it said otherwise.
+            if stateless
+                && method == "resources/read"
+                && let Some(o) = value.as_object_mut()
+            {
+                o.entry("ttlMs").or_insert(json!(0));
+                o.entry("cacheScope").or_insert(json!("private"));
+            }
             reply(StatusCode::OK, rpc_result(&id, era.finish(value)))
         }
         Err(RelayError::Upstream(e)) => reply(

@@ -1,8 +1,10 @@
 //! Sessions of 2025/2024-era MCP clients (`Mcp-Session-Id`).
 //!
 //! 2026-07-28 clients need none of this. For older clients a session
-//! remembers the negotiated version and the calls in flight, so
-//! `notifications/cancelled` can stop one. Sessions are bounded in number
+//! remembers the negotiated version, the client's capabilities, the calls
+//! in flight (so `notifications/cancelled` can stop one), and the requests
+//! sent to the client on an upstream's behalf (sampling, elicitation) until
+//! the client answers them. Sessions are bounded in number
 //! and forgotten after an idle period.
 
 use std::sync::Arc;
@@ -10,6 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
+use mcpvisor_actors::stream::AskError;
+use serde_json::Value;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 /// One legacy session.
@@ -17,9 +22,14 @@ use tokio_util::sync::CancellationToken;
 pub struct Session {
     /// Negotiated protocol revision.
     pub version: String,
+    /// What the client declared it can do (sampling, elicitation, ...).
+    pub client_capabilities: Value,
     created: Instant,
     last_seen_ms: AtomicU64,
     in_flight: DashMap<String, CancellationToken>,
+    /// Requests sent to the client on behalf of an upstream, by JSON-RPC id.
+    asks: DashMap<String, oneshot::Sender<Result<Value, AskError>>>,
+    next_ask: AtomicU64,
 }
 
 impl Session {
@@ -41,6 +51,26 @@ impl Session {
             session: self.clone(),
             request_id,
             token,
+        }
+    }
+
+    /// Registers a request to the client; returns the JSON-RPC id to send
+    /// it with.
+    pub fn expect_answer(&self, reply: oneshot::Sender<Result<Value, AskError>>) -> String {
+        let id = format!(
+            "mcpvisor-{}",
+            self.next_ask.fetch_add(1, Ordering::Relaxed) + 1
+        );
+        self.asks.insert(id.clone(), reply);
+        id
+    }
+
+    /// Delivers the client's response to a request sent with
+    /// [`Session::expect_answer`]; false if nothing waits for that id.
+    pub fn answer(&self, id: &str, outcome: Result<Value, AskError>) -> bool {
+        match self.asks.remove(id) {
+            Some((_, reply)) => reply.send(outcome).is_ok(),
+            None => false,
         }
     }
 
@@ -94,7 +124,11 @@ impl Sessions {
     }
 
     /// Creates a session and returns its id.
-    pub fn create(&self, version: String) -> Result<(String, Arc<Session>), TooManySessions> {
+    pub fn create(
+        &self,
+        version: String,
+        client_capabilities: Value,
+    ) -> Result<(String, Arc<Session>), TooManySessions> {
         if self.map.len() >= self.max {
             self.expire();
             if self.map.len() >= self.max {
@@ -104,9 +138,12 @@ impl Sessions {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let session = Arc::new(Session {
             version,
+            client_capabilities,
             created: Instant::now(),
             last_seen_ms: AtomicU64::new(0),
             in_flight: DashMap::new(),
+            asks: DashMap::new(),
+            next_ask: AtomicU64::new(0),
         });
         self.map.insert(id.clone(), session.clone());
         Ok((id, session))
@@ -153,18 +190,18 @@ mod tests {
     #[test]
     fn sessions_are_bounded_and_removable() {
         let s = Sessions::new(Duration::from_secs(60), 2);
-        let (a, _) = s.create("2025-11-25".into()).unwrap();
-        let (_b, _) = s.create("2025-06-18".into()).unwrap();
-        assert!(s.create("2025-06-18".into()).is_err());
+        let (a, _) = s.create("2025-11-25".into(), Value::Null).unwrap();
+        let (_b, _) = s.create("2025-06-18".into(), Value::Null).unwrap();
+        assert!(s.create("2025-06-18".into(), Value::Null).is_err());
         assert!(s.remove(&a));
         assert!(s.get(&a).is_none());
-        assert!(s.create("2025-06-18".into()).is_ok());
+        assert!(s.create("2025-06-18".into(), Value::Null).is_ok());
     }
 
     #[test]
     fn cancel_reaches_tracked_call_and_untracks_on_drop() {
         let s = Sessions::new(Duration::from_secs(60), 8);
-        let (_, session) = s.create("2025-11-25".into()).unwrap();
+        let (_, session) = s.create("2025-11-25".into(), Value::Null).unwrap();
         let call = session.track("7".into());
         assert!(session.cancel("7"));
         assert!(call.token.is_cancelled());
