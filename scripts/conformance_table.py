@@ -6,8 +6,9 @@ usage: conformance_table.py RESULTS_DIR CLIENTS_DIR OUT_MD
 RESULTS_DIR holds one folder per suite (e.g. `2025`, `2026`), each with one
 folder per target (e.g. `sim`, `via-sim`), each the `-o` output of a
 `conformance server` run: `server-<scenario>-<timestamp>/checks.json`.
-A target named `via-X` is mcpvisor fronting the upstream `X`, compared with
-the run against `X` directly.
+A target named `via-X` (or `via-X+how`, e.g. with the upstream's protocol
+revision pinned) is mcpvisor fronting the upstream `X`, compared with the run
+against `X` directly.
 
 CLIENTS_DIR holds one folder per suite with the `-o` output of `conformance
 client` runs (`<scenario>-<timestamp>/checks.json`) where mcpvisor is the
@@ -33,6 +34,21 @@ TRANSPORT_LEVEL = {
     "server-sse-multiple-streams",
     "http-header-validation",
     "caching",
+}
+
+# Gaps known and recorded rather than failing the run: (suite, via-target,
+# scenario) -> why. Each is an era translation not built yet.
+KNOWN_GAPS = {
+    (suite, "via-target", scenario): why
+    for suite in ("2025",)
+    for scenario, why in {
+        "tools-call-sampling": "a 2026-07-28 upstream asks by input_required results, not relayed yet",
+        "tools-call-elicitation": "a 2026-07-28 upstream asks by input_required results, not relayed yet",
+        "elicitation-sep1034-defaults": "a 2026-07-28 upstream asks by input_required results, not relayed yet",
+        "elicitation-sep1330-enums": "a 2026-07-28 upstream asks by input_required results, not relayed yet",
+        "resources-subscribe": "session subscriptions are not yet mapped to a 2026-07-28 upstream's subscriptions/listen",
+        "resources-unsubscribe": "session subscriptions are not yet mapped to a 2026-07-28 upstream's subscriptions/listen",
+    }.items()
 }
 
 SCENARIO_DIR = re.compile(r"^server-(.+)-\d{4}-\d{2}-\d{2}T[\d-]+Z$")
@@ -82,14 +98,22 @@ def main(results: Path, clients: Path, out_md: Path) -> int:
     sections = []
     for suite_dir in sorted(p for p in results.iterdir() if p.is_dir()):
         targets = {t.name: load(t) for t in sorted(suite_dir.iterdir()) if t.is_dir()}
-        pairs = [(t[4:], t) for t in targets if t.startswith("via-") and t[4:] in targets]
+        # `via-X` or `via-X+variant` (e.g. a pinned upstream revision) vs `X`.
+        pairs = [
+            (t[4:].split("+")[0], t)
+            for t in targets
+            if t.startswith("via-") and t[4:].split("+")[0] in targets
+        ]
         for upstream, via in pairs:
             direct, through = targets[upstream], targets[via]
             rows = []
             for scenario in sorted(set(direct) | set(through)):
                 d, t = direct.get(scenario), through.get(scenario)
                 verdict = "same"
-                if d and t and d[0] and not t[0]:
+                gap = KNOWN_GAPS.get((suite_dir.name, via, scenario))
+                if d and t and d[0] and not t[0] and gap:
+                    verdict = f"known gap: {gap}"
+                elif d and t and d[0] and not t[0]:
                     verdict = "**REGRESSION**"
                     problems.append(f"{suite_dir.name}/{scenario}: passes against {upstream}, fails through mcpvisor")
                 elif scenario in TRANSPORT_LEVEL and not (t and t[0]):
@@ -103,8 +127,9 @@ def main(results: Path, clients: Path, out_md: Path) -> int:
                 rows.append(f"| {scenario} | {level} | {cell(d)} | {cell(t)} | {verdict} |")
             passed_d = sum(1 for r in direct.values() if r[0])
             passed_t = sum(1 for r in through.values() if r[0])
+            how = f" ({via.split('+')[1]})" if "+" in via else ""
             sections.append(
-                f"### Suite {suite_dir.name}: `{upstream}` directly vs through mcpvisor\n\n"
+                f"### Suite {suite_dir.name}: `{upstream}` directly vs through mcpvisor{how}\n\n"
                 f"Passing scenarios: {passed_d}/{len(direct)} directly, {passed_t}/{len(through)} through mcpvisor.\n\n"
                 "| scenario | concerns | direct | through mcpvisor | verdict |\n"
                 "|---|---|---|---|---|\n" + "\n".join(rows) + "\n"

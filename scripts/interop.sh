@@ -47,6 +47,9 @@ if [[ -z "$BIN" ]]; then
   cargo build --locked --quiet --bin mcpvisor
   BIN="$ROOT/target/debug/mcpvisor"
 fi
+# The conformance target: an upstream with the suite's test fixtures.
+cargo build --locked --quiet -p mcpvisor-conformance-target
+TARGET="$ROOT/target/debug/conformance-target"
 NODE="$PEERS/node_modules/.bin/node"
 export NODE_OPTIONS="--require $PEERS/loopback-only.cjs"
 
@@ -98,6 +101,15 @@ start_sim() {
   first_line "$WORK/sim.out" "mcpvisor-sim listening on "
 }
 
+# Starts the conformance target on its own; prints its /mcp URL.
+start_target() {
+  local port
+  port=$(free_port)
+  "$TARGET" --http "127.0.0.1:$port" >"$WORK/target.out" 2>"$WORK/target.err" &
+  pids+=($!)
+  first_line "$WORK/target.out" "conformance-target listening on "
+}
+
 # Starts mcpvisor with the config in $1 (a file); prints its base URL.
 start_daemon() {
   local name
@@ -122,9 +134,28 @@ url = "http://127.0.0.1:{port}/mcp"
 manifest = "builtin:asana"
 EOF
 
+cat >"$WORK/via-target.toml" <<EOF
+[server]
+listen = "127.0.0.1:0"
+[[services]]
+name = "target"
+transport = "streamable_http"
+command = "$TARGET"
+args = ["--http", "127.0.0.1:{port}"]
+url = "http://127.0.0.1:{port}/mcp"
+EOF
+
+# The same, with mcpvisor keeping a 2025-11-25 session with the target
+# instead of speaking 2026-07-28 to it.
+sed 's/^url = .*/&\nprotocol = "2025-11-25"/' "$WORK/via-target.toml" >"$WORK/via-target-session.toml"
+
 sim_url=$(start_sim)
 via_sim=$(start_daemon "$WORK/via-sim.toml")/mcp
 log "sim directly: $sim_url; through mcpvisor: $via_sim"
+target_url=$(start_target)
+via_target=$(start_daemon "$WORK/via-target.toml")/mcp
+via_target_session=$(start_daemon "$WORK/via-target-session.toml")/mcp
+log "conformance target directly: $target_url; through mcpvisor: $via_target, $via_target_session"
 
 # run_suite SUITE TARGET URL: one conformance run, results under $WORK/results.
 #   2025: conformance 0.1.16, its active server scenarios (2025-06-18 / 2025-11-25)
@@ -146,6 +177,9 @@ run_suite() {
 for suite in 2025 2026; do
   run_suite "$suite" sim "$sim_url"
   run_suite "$suite" via-sim "$via_sim"
+  run_suite "$suite" target "$target_url"
+  run_suite "$suite" via-target "$via_target"
+  run_suite "$suite" "via-target+session" "$via_target_session"
 done
 
 # The suite's client scenarios, with mcpvisor as the client (`mcpvisor probe`

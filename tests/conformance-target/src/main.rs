@@ -1,0 +1,515 @@
+//! An MCP server offering what the MCP conformance suite's server scenarios
+//! call — its test tools, resources, prompts, completion and logging —
+//! written from the scenario definitions on the official Rust SDK (rmcp).
+//!
+//! `scripts/interop.sh` runs the suite against it directly and through
+//! mcpvisor fronting it: a scenario that passes directly must pass through
+//! mcpvisor too.
+//!
+//! usage: conformance-target [--http 127.0.0.1:PORT]   (default: stdio)
+//! Over HTTP it serves Streamable HTTP at /mcp (2026-07-28 and the session
+//! revisions) and prints `conformance-target listening on URL` when bound.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+// The session revisions still use logging; the suite exercises it.
+#[allow(deprecated)]
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams, CompleteResult,
+    GetPromptRequestParams, GetPromptResponse, GetPromptResult, Implementation, ListPromptsResult,
+    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
+    ProgressNotificationParam, ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult,
+    ServerCapabilities, ServerConfig, ServerNotification, ServerRequest, SetLevelRequestParams,
+    SubscribeRequestParams, Tool, UnsubscribeRequestParams,
+};
+use rmcp::service::{Peer, RequestContext};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt};
+use serde_json::{Value, json};
+
+/// A 1x1 PNG.
+const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==";
+/// Eight silent samples of WAV.
+const WAV: &str =
+    "UklGRjQAAABXQVZFZm10IBAAAAABAAEAQB8AAIA+AAACABAAZGF0YRAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
+#[derive(Clone, Default)]
+struct Target;
+
+/// Deserializes an rmcp type from JSON written the way the spec shows it.
+fn from<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, ErrorData> {
+    serde_json::from_value(v).map_err(|e| ErrorData::internal_error(e.to_string(), None))
+}
+
+fn object_schema(properties: Value, required: &[&str]) -> Value {
+    json!({"type": "object", "properties": properties, "required": required})
+}
+
+fn tools() -> Vec<Tool> {
+    let none = || object_schema(json!({}), &[]);
+    let defs = [
+        ("test_simple_text", "Returns simple text content", none()),
+        ("test_image_content", "Returns image content", none()),
+        ("test_audio_content", "Returns audio content", none()),
+        (
+            "test_embedded_resource",
+            "Returns an embedded resource",
+            none(),
+        ),
+        (
+            "test_multiple_content_types",
+            "Returns text, image and resource content",
+            none(),
+        ),
+        (
+            "test_tool_with_logging",
+            "Sends log messages while it runs",
+            none(),
+        ),
+        (
+            "test_error_handling",
+            "Always returns an error result",
+            none(),
+        ),
+        (
+            "test_tool_with_progress",
+            "Reports progress while it runs",
+            none(),
+        ),
+        (
+            "test_sampling",
+            "Asks the client to sample an LLM",
+            object_schema(json!({"prompt": {"type": "string"}}), &["prompt"]),
+        ),
+        (
+            "test_elicitation",
+            "Asks the client for user input",
+            object_schema(json!({"message": {"type": "string"}}), &["message"]),
+        ),
+        (
+            "test_elicitation_sep1034_defaults",
+            "Elicits a form whose fields have defaults",
+            none(),
+        ),
+        (
+            "test_elicitation_sep1330_enums",
+            "Elicits a form with every enum shape",
+            none(),
+        ),
+        (
+            "json_schema_2020_12_tool",
+            "Tool with JSON Schema 2020-12 features",
+            json!({
+                "$schema": "https://json-schema.org/draft/2020-12/schema",
+                "type": "object",
+                "$defs": {"address": {"$anchor": "addressDef", "type": "object",
+                    "properties": {"street": {"type": "string"}, "city": {"type": "string"}}}},
+                "properties": {"name": {"type": "string"}, "address": {"$ref": "#/$defs/address"},
+                    "contactMethod": {"type": "string", "enum": ["phone", "email"]},
+                    "phone": {"type": "string"}, "email": {"type": "string"}},
+                "allOf": [{"anyOf": [{"required": ["phone"]}, {"required": ["email"]}]}],
+                "if": {"properties": {"contactMethod": {"const": "phone"}}, "required": ["contactMethod"]},
+                "then": {"required": ["phone"]},
+                "else": {"required": ["email"]},
+                "additionalProperties": false
+            }),
+        ),
+    ];
+    defs.into_iter()
+        .filter_map(|(name, description, schema)| {
+            serde_json::from_value(
+                json!({"name": name, "description": description, "inputSchema": schema}),
+            )
+            .ok()
+        })
+        .collect()
+}
+
+fn text(t: &str) -> Value {
+    json!({"type": "text", "text": t})
+}
+
+fn result(content: Value) -> Result<CallToolResponse, ErrorData> {
+    let r: CallToolResult = from(json!({"content": content}))?;
+    Ok(r.into())
+}
+
+/// Sends a request to the client and returns its result as JSON.
+async fn ask(peer: &Peer<RoleServer>, method: &str, params: Value) -> Result<Value, ErrorData> {
+    let request: ServerRequest = from(json!({"method": method, "params": params}))?;
+    let answer = peer
+        .send_request(request)
+        .await
+        .map_err(|e| ErrorData::internal_error(format!("{method}: {e}"), None))?;
+    serde_json::to_value(answer).map_err(|e| ErrorData::internal_error(e.to_string(), None))
+}
+
+async fn log(peer: &Peer<RoleServer>, data: &str) {
+    let note: Result<ServerNotification, _> = serde_json::from_value(json!({
+        "method": "notifications/message",
+        "params": {"level": "info", "logger": "conformance-target", "data": data}
+    }));
+    if let Ok(note) = note {
+        let _ = peer.send_notification(note).await;
+    }
+}
+
+impl ServerHandler for Target {
+    fn get_info(&self) -> ServerConfig {
+        let capabilities: ServerCapabilities = serde_json::from_value(json!({
+            "tools": {},
+            "resources": {"subscribe": true},
+            "prompts": {},
+            "logging": {},
+            "completions": {}
+        }))
+        .unwrap_or_default();
+        ServerConfig::new(capabilities)
+            .with_server_info(Implementation::new(
+                "mcpvisor-conformance-target",
+                env!("CARGO_PKG_VERSION"),
+            ))
+            .with_instructions("Fixtures for the MCP conformance suite's server scenarios.")
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _cx: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        Ok(ListToolsResult::with_all_items(tools()))
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        tools().into_iter().find(|t| t.name == name)
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        cx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let args = Value::Object(request.arguments.clone().unwrap_or_default());
+        let arg = |k: &str| args.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+        match request.name.as_ref() {
+            "test_simple_text" => {
+                result(json!([text("This is a simple text response for testing.")]))
+            }
+            "test_image_content" => {
+                result(json!([{"type": "image", "data": PNG, "mimeType": "image/png"}]))
+            }
+            "test_audio_content" => {
+                result(json!([{"type": "audio", "data": WAV, "mimeType": "audio/wav"}]))
+            }
+            "test_embedded_resource" => result(json!([{"type": "resource", "resource": {
+                "uri": "test://embedded-resource", "mimeType": "text/plain",
+                "text": "This is an embedded resource content."}}])),
+            "test_multiple_content_types" => result(json!([
+                text("Multiple content types test:"),
+                {"type": "image", "data": PNG, "mimeType": "image/png"},
+                {"type": "resource", "resource": {"uri": "test://mixed-content-resource",
+                    "mimeType": "application/json", "text": "{\"test\":\"data\",\"value\":123}"}}
+            ])),
+            "test_tool_with_logging" => {
+                for line in [
+                    "Tool execution started",
+                    "Tool processing data",
+                    "Tool execution completed",
+                ] {
+                    log(&cx.peer, line).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                result(json!([text("Logging test completed")]))
+            }
+            "test_error_handling" => {
+                let r: CallToolResult = from(json!({"content": [text(
+                    "This tool intentionally returns an error for testing")], "isError": true}))?;
+                Ok(r.into())
+            }
+            "test_tool_with_progress" => {
+                if let Some(token) = cx.meta.get_progress_token() {
+                    for step in [0.0, 50.0, 100.0] {
+                        let p =
+                            ProgressNotificationParam::new(token.clone(), step).with_total(100.0);
+                        let _ = cx.peer.notify_progress(p).await;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+                result(json!([text("Progress test completed")]))
+            }
+            "test_sampling" => {
+                let answer = ask(
+                    &cx.peer,
+                    "sampling/createMessage",
+                    json!({
+                        "messages": [{"role": "user", "content": text(&arg("prompt"))}],
+                        "maxTokens": 100
+                    }),
+                )
+                .await?;
+                let said = answer["content"]["text"].as_str().unwrap_or("").to_owned();
+                result(json!([text(&format!("LLM response: {said}"))]))
+            }
+            "test_elicitation" => {
+                let answer = ask(
+                    &cx.peer,
+                    "elicitation/create",
+                    json!({
+                        "message": arg("message"),
+                        "requestedSchema": object_schema(json!({
+                            "username": {"type": "string", "description": "User's response"},
+                            "email": {"type": "string", "description": "User's email address"}
+                        }), &["username", "email"])
+                    }),
+                )
+                .await?;
+                result(json!([text(&format!(
+                    "User response: action={}, content={}",
+                    answer["action"].as_str().unwrap_or("?"),
+                    answer["content"]
+                ))]))
+            }
+            "test_elicitation_sep1034_defaults" => {
+                let answer = ask(&cx.peer, "elicitation/create", json!({
+                    "message": "Please review and update the form fields with defaults",
+                    "requestedSchema": object_schema(json!({
+                        "name": {"type": "string", "default": "John Doe"},
+                        "age": {"type": "integer", "default": 30},
+                        "score": {"type": "number", "default": 95.5},
+                        "status": {"type": "string", "enum": ["active", "inactive", "pending"], "default": "active"},
+                        "verified": {"type": "boolean", "default": true}
+                    }), &[])
+                }))
+                .await?;
+                result(json!([text(&format!("Elicitation completed: {answer}"))]))
+            }
+            "test_elicitation_sep1330_enums" => {
+                let titled = |label: &str| {
+                    json!([1, 2, 3].iter().zip(["First", "Second", "Third"]).map(|(n, word)| {
+                        json!({"const": format!("value{n}"), "title": format!("{word} {label}")})
+                    }).collect::<Vec<_>>())
+                };
+                let answer = ask(&cx.peer, "elicitation/create", json!({
+                    "message": "Please choose from each kind of enum",
+                    "requestedSchema": object_schema(json!({
+                        "untitledSingle": {"type": "string", "enum": ["option1", "option2", "option3"]},
+                        "titledSingle": {"type": "string", "oneOf": titled("Option")},
+                        "legacyEnum": {"type": "string", "enum": ["opt1", "opt2", "opt3"],
+                            "enumNames": ["Option One", "Option Two", "Option Three"]},
+                        "untitledMulti": {"type": "array", "items": {"type": "string",
+                            "enum": ["option1", "option2", "option3"]}},
+                        "titledMulti": {"type": "array", "items": {"anyOf": titled("Choice")}}
+                    }), &[])
+                }))
+                .await?;
+                result(json!([text(&format!("Elicitation completed: {answer}"))]))
+            }
+            "json_schema_2020_12_tool" => result(json!([text(&format!("Received: {args}"))])),
+            other => Err(ErrorData::invalid_params(
+                format!("Unknown tool: {other}"),
+                None,
+            )),
+        }
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _cx: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        from(json!({"resources": [
+            {"uri": "test://static-text", "name": "static-text", "mimeType": "text/plain",
+             "description": "A static text resource"},
+            {"uri": "test://static-binary", "name": "static-binary", "mimeType": "image/png",
+             "description": "A static binary resource"},
+            {"uri": "test://watched-resource", "name": "watched-resource", "mimeType": "text/plain",
+             "description": "A resource to subscribe to"}
+        ]}))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _cx: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        from(json!({"resourceTemplates": [
+            {"uriTemplate": "test://template/{id}/data", "name": "template",
+             "mimeType": "application/json", "description": "Data for an id"}
+        ]}))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _cx: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let uri = request.uri.as_str();
+        let contents = match uri {
+            "test://static-text" => json!({"uri": uri, "mimeType": "text/plain",
+                "text": "This is the content of the static text resource."}),
+            "test://static-binary" => json!({"uri": uri, "mimeType": "image/png", "blob": PNG}),
+            "test://watched-resource" => {
+                json!({"uri": uri, "mimeType": "text/plain", "text": "Watched resource content."})
+            }
+            _ => match uri
+                .strip_prefix("test://template/")
+                .and_then(|r| r.strip_suffix("/data"))
+                .filter(|id| !id.is_empty() && !id.contains('/'))
+            {
+                Some(id) => json!({"uri": uri, "mimeType": "application/json",
+                    "text": json!({"id": id, "templateTest": true, "data": format!("Data for ID: {id}")}).to_string()}),
+                None => {
+                    return Err(ErrorData::invalid_params(
+                        "Resource not found",
+                        Some(json!({"uri": uri})),
+                    ));
+                }
+            },
+        };
+        let r: ReadResourceResult = from(json!({"contents": [contents]}))?;
+        Ok(r.into())
+    }
+
+    async fn subscribe(
+        &self,
+        _request: SubscribeRequestParams,
+        _cx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        Ok(())
+    }
+
+    async fn unsubscribe(
+        &self,
+        _request: UnsubscribeRequestParams,
+        _cx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        Ok(())
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _cx: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        let required = |name: &str| json!({"name": name, "description": name, "required": true});
+        from(json!({"prompts": [
+            {"name": "test_simple_prompt", "description": "A prompt without arguments"},
+            {"name": "test_prompt_with_arguments", "description": "A prompt with two arguments",
+             "arguments": [required("arg1"), required("arg2")]},
+            {"name": "test_prompt_with_embedded_resource",
+             "description": "A prompt embedding a resource", "arguments": [required("resourceUri")]},
+            {"name": "test_prompt_with_image", "description": "A prompt with an image"}
+        ]}))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _cx: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        let args = request.arguments.clone().unwrap_or_default();
+        let arg = |k: &str| args.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+        let user = |content: Value| json!({"role": "user", "content": content});
+        let messages = match request.name.as_str() {
+            "test_simple_prompt" => json!([user(text("This is a simple prompt for testing."))]),
+            "test_prompt_with_arguments" => json!([user(text(&format!(
+                "Prompt with arguments: arg1='{}', arg2='{}'",
+                arg("arg1"),
+                arg("arg2")
+            )))]),
+            "test_prompt_with_embedded_resource" => json!([
+                user(
+                    json!({"type": "resource", "resource": {"uri": arg("resourceUri"),
+                    "mimeType": "text/plain", "text": "Embedded resource content for testing."}})
+                ),
+                user(text("Please process the embedded resource above."))
+            ]),
+            "test_prompt_with_image" => json!([
+                user(json!({"type": "image", "data": PNG, "mimeType": "image/png"})),
+                user(text("Please analyze the image above."))
+            ]),
+            other => {
+                return Err(ErrorData::invalid_params(
+                    format!("Unknown prompt: {other}"),
+                    None,
+                ));
+            }
+        };
+        let r: GetPromptResult = from(json!({"messages": messages}))?;
+        Ok(r.into())
+    }
+
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        _cx: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, ErrorData> {
+        let typed = request.argument.value.to_lowercase();
+        let values: Vec<&str> = ["test", "testing", "tested", "example"]
+            .into_iter()
+            .filter(|v| v.starts_with(&typed))
+            .collect();
+        from(json!({"completion": {"values": values, "total": values.len(), "hasMore": false}}))
+    }
+
+    #[allow(deprecated)]
+    async fn set_level(
+        &self,
+        _request: SetLevelRequestParams,
+        _cx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        Ok(())
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        ))
+        .init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [] => {
+            let running = Target.serve(rmcp::transport::stdio()).await?;
+            running.waiting().await?;
+            Ok(())
+        }
+        [flag, addr] if flag == "--http" => serve_http(addr.parse()?).await,
+        _ => anyhow::bail!("usage: conformance-target [--http 127.0.0.1:PORT]"),
+    }
+}
+
+async fn serve_http(addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    let service = Arc::new(StreamableHttpService::new(
+        || Ok(Target),
+        Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default(),
+    ));
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    println!(
+        "conformance-target listening on http://{}/mcp",
+        listener.local_addr()?
+    );
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        let service = service.clone();
+        tokio::spawn(async move {
+            let handler = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let service = service.clone();
+                async move { Ok::<_, Infallible>(service.handle(req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), handler)
+                .await;
+        });
+    }
+}
