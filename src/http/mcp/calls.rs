@@ -6,6 +6,8 @@
 //! it come back as a tool result with `isError: true` (the model can read
 //! those); a malformed request or an unknown tool is a JSON-RPC error.
 
+use std::sync::Arc;
+
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, Responder, web};
 use actix_web_lab::sse;
@@ -120,6 +122,12 @@ pub async fn tools_call(
     actix_web::rt::spawn(async move {
         let _open = open;
         let _tracked = tracked;
+        // Requests relayed to the client that are still unanswered when the
+        // call ends are forgotten with it.
+        let mut asked = AskedOnBehalf {
+            session: session.clone(),
+            ids: Vec::new(),
+        };
         let cancelled = async {
             match &_tracked {
                 Some(t) => t.token.cancelled().await,
@@ -133,7 +141,7 @@ pub async fn tools_call(
                 Some(event) = events.recv() => forward(&tx, &notes, event).await,
                 Some(ask) = next_ask(&mut asks) => {
                     if let Some(session) = &session {
-                        relay_ask(&tx, session, ask).await;
+                        asked.ids.push(relay_ask(&tx, session, ask).await);
                     }
                 }
                 o = &mut call => break o,
@@ -205,11 +213,28 @@ async fn next_ask(asks: &mut Option<mpsc::Receiver<ClientAsk>>) -> Option<Client
 
 /// Sends the upstream's request to the client on the call's stream; the
 /// client's answer arrives as a POST and is matched by id.
-async fn relay_ask(tx: &mpsc::Sender<sse::Event>, session: &Session, ask: ClientAsk) {
+async fn relay_ask(tx: &mpsc::Sender<sse::Event>, session: &Session, ask: ClientAsk) -> String {
     let id = session.expect_answer(ask.reply);
     let request = json!({"jsonrpc": "2.0", "id": id, "method": ask.method, "params": ask.params});
     if let Ok(data) = sse::Data::new_json(request) {
         let _ = tx.send(data.event("message").into()).await;
+    }
+    id
+}
+
+/// Ids of the requests one call relayed to its client.
+struct AskedOnBehalf {
+    session: Option<Arc<Session>>,
+    ids: Vec<String>,
+}
+
+impl Drop for AskedOnBehalf {
+    fn drop(&mut self) {
+        if let Some(s) = &self.session {
+            for id in &self.ids {
+                s.forget(id);
+            }
+        }
     }
 }
 

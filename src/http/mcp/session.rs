@@ -74,6 +74,11 @@ impl Session {
         }
     }
 
+    /// Drops a request the client never answered.
+    pub fn forget(&self, id: &str) {
+        self.asks.remove(id);
+    }
+
     /// Cancels a call by its JSON-RPC id; false if it is not running.
     pub fn cancel(&self, request_id: &str) -> bool {
         match self.in_flight.remove(request_id) {
