@@ -1,22 +1,19 @@
 //! Relaying requests other than tool calls — `resources/*`, `prompts/*`,
 //! `completion/complete`, `logging/setLevel` — to the services that can
-//! answer them, chosen from the catalog and ranked like tool calls (ready
-//! and healthy first, then priority, then load).
+//! answer them, chosen from the catalog and ranked exactly as tool calls
+//! are ([`best_first`]).
 //!
 //! Every request relayed here reads or sets state without side effects a
 //! repeat would double, so a replica that fails at the connection level is
 //! simply replaced by the next one. An upstream's JSON-RPC error is passed
 //! on as it is.
 
-use std::sync::Arc;
-
 use rmcp::model::{ClientRequest, ServerResult};
 use tokio::sync::oneshot;
 
 use crate::directory::Directory;
 use crate::error::{CallError, ErrorCategory};
-use crate::router::rank;
-use crate::service::ServiceHandle;
+use crate::router::best_first;
 pub use crate::service::relay::{Forward, RelayError};
 
 /// Names of every configured service, in config order.
@@ -28,21 +25,6 @@ pub fn service_names(directory: &Directory) -> Vec<String> {
         .collect()
 }
 
-/// The usable services among `names`, best first.
-fn ranked(directory: &Directory, names: &[String]) -> Vec<Arc<ServiceHandle>> {
-    let mut c: Vec<(u8, Arc<ServiceHandle>)> = names
-        .iter()
-        .filter_map(|n| directory.get(n))
-        .filter_map(|h| rank(h).map(|r| (r, h.clone())))
-        .collect();
-    c.sort_by(|(ra, a), (rb, b)| {
-        ra.cmp(rb)
-            .then(b.spec.priority.cmp(&a.spec.priority))
-            .then(a.in_flight().cmp(&b.in_flight()))
-    });
-    c.into_iter().map(|(_, h)| h).collect()
-}
-
 /// Sends `request` to the best of `candidates`, moving to the next one
 /// when a service cannot be reached. `what` names the request in errors.
 pub async fn forward(
@@ -51,7 +33,7 @@ pub async fn forward(
     request: ClientRequest,
     what: &str,
 ) -> Result<ServerResult, RelayError> {
-    let services = ranked(directory, candidates);
+    let services = best_first(candidates.iter().filter_map(|n| directory.get(n)));
     if services.is_empty() {
         let why = if candidates.is_empty() {
             format!("no service offers {what}")

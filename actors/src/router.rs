@@ -171,7 +171,7 @@ pub fn check_arguments(entry: &ToolEntry, arguments: Option<&JsonObject>) -> Res
 /// Health rank: lower is better; `None` means "do not route here now".
 /// Healthy before degraded before unknown; an unhealthy service that is
 /// still connected is the last resort.
-pub(crate) fn rank(h: &ServiceHandle) -> Option<u8> {
+fn rank(h: &ServiceHandle) -> Option<u8> {
     if h.state() != ServiceState::Ready {
         return None;
     }
@@ -236,11 +236,22 @@ fn candidates(
     directory: &Directory,
     excluded: &[Exclusion],
 ) -> Vec<Arc<ServiceHandle>> {
-    let mut c: Vec<(u8, Arc<ServiceHandle>)> = entry
-        .providers
-        .iter()
-        .filter_map(|name| directory.get(name))
-        .filter(|h| !excluded.iter().any(|x| x.covers(h)))
+    best_first(
+        entry
+            .providers
+            .iter()
+            .filter_map(|name| directory.get(name))
+            .filter(|h| !excluded.iter().any(|x| x.covers(h))),
+    )
+}
+
+/// The usable services among `services` (ready, breaker admitting), best
+/// first: healthy over degraded over unknown, then priority, then the
+/// lowest in-flight count and latency.
+pub(crate) fn best_first<'a>(
+    services: impl Iterator<Item = &'a Arc<ServiceHandle>>,
+) -> Vec<Arc<ServiceHandle>> {
+    let mut c: Vec<(u8, Arc<ServiceHandle>)> = services
         .filter(|h| h.breaker_admits())
         .filter_map(|h| rank(h).map(|r| (r, h.clone())))
         .collect();
