@@ -42,10 +42,6 @@ KNOWN_GAPS = {
     (suite, "via-target", scenario): why
     for suite in ("2025",)
     for scenario, why in {
-        "tools-call-sampling": "a 2026-07-28 upstream asks by input_required results, not relayed yet",
-        "tools-call-elicitation": "a 2026-07-28 upstream asks by input_required results, not relayed yet",
-        "elicitation-sep1034-defaults": "a 2026-07-28 upstream asks by input_required results, not relayed yet",
-        "elicitation-sep1330-enums": "a 2026-07-28 upstream asks by input_required results, not relayed yet",
         "resources-subscribe": "session subscriptions are not yet mapped to a 2026-07-28 upstream's subscriptions/listen",
         "resources-unsubscribe": "session subscriptions are not yet mapped to a 2026-07-28 upstream's subscriptions/listen",
     }.items()

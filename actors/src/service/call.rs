@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResult, CancelledNotificationParam,
-    ClientRequest, JsonObject, RequestId, ServerResult,
+    ClientRequest, InputRequiredResult, InputResponses, JsonObject, RequestId, ServerResult,
 };
 use rmcp::service::{Peer, PeerRequestOptions, RequestHandle, RoleClient};
 
@@ -90,6 +90,9 @@ pub async fn run(peer: Peer<RoleClient>, handler: UpstreamHandler, mut job: Call
     }
 }
 
+/// Rounds of `input_required` a call may go through before it is given up.
+const MAX_INPUT_ROUNDS: usize = 8;
+
 async fn attempt(
     peer: &Peer<RoleClient>,
     handler: &UpstreamHandler,
@@ -97,6 +100,56 @@ async fn attempt(
 ) -> Result<CallToolResult, CallError> {
     let mut params = CallToolRequestParams::new(job.name.clone());
     params.arguments = job.arguments.clone();
+    for _ in 0..MAX_INPUT_ROUNDS {
+        match round(peer, handler, job, params.clone()).await? {
+            // A 2026-07-28 upstream needs the caller's input first: ask
+            // the caller, then send the call again with the answers.
+            ServerResult::InputRequiredResult(required) => {
+                let (responses, state) = fulfil(&job.events, required).await?;
+                params.input_responses = responses;
+                params.request_state = state;
+            }
+            other => return into_call_result(other),
+        }
+    }
+    Err(CallError::new(
+        ErrorCategory::Protocol,
+        format!("no result after {MAX_INPUT_ROUNDS} rounds of input_required"),
+    )
+    .maybe_sent())
+}
+
+/// Answers an `input_required` result's requests by asking the calling
+/// client; the answers and the upstream's state go into the next round.
+async fn fulfil(
+    caller: &EventSink,
+    required: InputRequiredResult,
+) -> Result<(Option<InputResponses>, Option<String>), CallError> {
+    let mut responses = InputResponses::new();
+    for (key, request) in required.input_requests.unwrap_or_default() {
+        let request = serde_json::to_value(&request).unwrap_or_default();
+        let method = request["method"].as_str().unwrap_or_default().to_owned();
+        let params = request.get("params").cloned().unwrap_or_else(|| serde_json::json!({}));
+        let answer = caller.ask(&method, params).await.map_err(|e| {
+            CallError::new(
+                ErrorCategory::Validation,
+                format!("the upstream needs {method} from the caller: {}", e.message),
+            )
+            .maybe_sent()
+        })?;
+        responses.insert(key, answer);
+    }
+    Ok(((!responses.is_empty()).then_some(responses), required.request_state))
+}
+
+/// One `tools/call` round trip, with progress routed to the caller and the
+/// deadline and the caller's departure both cancelling it upstream.
+async fn round(
+    peer: &Peer<RoleClient>,
+    handler: &UpstreamHandler,
+    job: &CallJob,
+    params: CallToolRequestParams,
+) -> Result<ServerResult, CallError> {
     let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
     if job.events.is_closed() {
         return Err(CallError::new(
@@ -121,7 +174,7 @@ async fn attempt(
     let _route = handler.watch_progress(progress_token, job.events.clone());
     tokio::select! {
         answer = tokio::time::timeout(job.timeout, rx) => match answer {
-            Ok(Ok(Ok(result))) => into_call_result(result),
+            Ok(Ok(Ok(result))) => Ok(result),
             Ok(Ok(Err(e))) => Err(from_service_error(e, true)),
             Ok(Err(_)) => Err(CallError::new(ErrorCategory::Network, "upstream connection closed").maybe_sent()),
             Err(_) => {

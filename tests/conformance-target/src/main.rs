@@ -17,6 +17,7 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 // The session revisions still use logging; the suite exercises it.
+use rmcp::model::InputRequiredResult;
 #[allow(deprecated)]
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams, CompleteResult,
@@ -42,7 +43,13 @@ const WAV: &str =
 struct Target;
 
 /// Deserializes an rmcp type from JSON written the way the spec shows it.
-fn from<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, ErrorData> {
+/// Results are complete (`resultType`, which rmcp strips for session peers).
+fn from<T: serde::de::DeserializeOwned>(mut v: Value) -> Result<T, ErrorData> {
+    if let Some(o) = v.as_object_mut()
+        && !o.contains_key("method")
+    {
+        o.entry("resultType").or_insert(json!("complete"));
+    }
     serde_json::from_value(v).map_err(|e| ErrorData::internal_error(e.to_string(), None))
 }
 
@@ -139,14 +146,53 @@ fn result(content: Value) -> Result<CallToolResponse, ErrorData> {
     Ok(r.into())
 }
 
-/// Sends a request to the client and returns its result as JSON.
-async fn ask(peer: &Peer<RoleServer>, method: &str, params: Value) -> Result<Value, ErrorData> {
+/// What asking the client gave: its answer, or (2026-07-28, where a server
+/// sends no requests) the `input_required` result to return instead.
+enum Asked {
+    Answer(Value),
+    Required(CallToolResponse),
+}
+
+/// Asks the client `method`. In a session the request goes to the client
+/// at once; in 2026-07-28 the answer comes back as `inputResponses[key]` on
+/// the client's retry, and the first round returns `input_required`.
+async fn ask(
+    request: &CallToolRequestParams,
+    cx: &RequestContext<RoleServer>,
+    key: &str,
+    method: &str,
+    params: Value,
+) -> Result<Asked, ErrorData> {
+    if let Some(answer) = request.input_responses.as_ref().and_then(|r| r.get(key)) {
+        return Ok(Asked::Answer(answer.clone()));
+    }
+    if cx.protocol_version().is_some_and(|v| !v.has_initialize()) {
+        let required: InputRequiredResult = serde_json::from_value(json!({
+            "resultType": "input_required",
+            "inputRequests": {key: {"method": method, "params": params}}
+        }))
+        .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        return Ok(Asked::Required(CallToolResponse::InputRequired(required)));
+    }
     let request: ServerRequest = from(json!({"method": method, "params": params}))?;
-    let answer = peer
+    let answer = cx
+        .peer
         .send_request(request)
         .await
         .map_err(|e| ErrorData::internal_error(format!("{method}: {e}"), None))?;
-    serde_json::to_value(answer).map_err(|e| ErrorData::internal_error(e.to_string(), None))
+    serde_json::to_value(answer)
+        .map(Asked::Answer)
+        .map_err(|e| ErrorData::internal_error(e.to_string(), None))
+}
+
+/// The client's answer, or return the `input_required` result.
+macro_rules! answer {
+    ($asked:expr) => {
+        match $asked? {
+            Asked::Answer(v) => v,
+            Asked::Required(r) => return Ok(r),
+        }
+    };
 }
 
 async fn log(peer: &Peer<RoleServer>, data: &str) {
@@ -243,31 +289,39 @@ impl ServerHandler for Target {
                 result(json!([text("Progress test completed")]))
             }
             "test_sampling" => {
-                let answer = ask(
-                    &cx.peer,
-                    "sampling/createMessage",
-                    json!({
-                        "messages": [{"role": "user", "content": text(&arg("prompt"))}],
-                        "maxTokens": 100
-                    }),
-                )
-                .await?;
+                let answer = answer!(
+                    ask(
+                        &request,
+                        &cx,
+                        "sampling",
+                        "sampling/createMessage",
+                        json!({
+                            "messages": [{"role": "user", "content": text(&arg("prompt"))}],
+                            "maxTokens": 100
+                        }),
+                    )
+                    .await
+                );
                 let said = answer["content"]["text"].as_str().unwrap_or("").to_owned();
                 result(json!([text(&format!("LLM response: {said}"))]))
             }
             "test_elicitation" => {
-                let answer = ask(
-                    &cx.peer,
-                    "elicitation/create",
-                    json!({
-                        "message": arg("message"),
-                        "requestedSchema": object_schema(json!({
-                            "username": {"type": "string", "description": "User's response"},
-                            "email": {"type": "string", "description": "User's email address"}
-                        }), &["username", "email"])
-                    }),
-                )
-                .await?;
+                let answer = answer!(
+                    ask(
+                        &request,
+                        &cx,
+                        "elicitation",
+                        "elicitation/create",
+                        json!({
+                            "message": arg("message"),
+                            "requestedSchema": object_schema(json!({
+                                "username": {"type": "string", "description": "User's response"},
+                                "email": {"type": "string", "description": "User's email address"}
+                            }), &["username", "email"])
+                        }),
+                    )
+                    .await
+                );
                 result(json!([text(&format!(
                     "User response: action={}, content={}",
                     answer["action"].as_str().unwrap_or("?"),
@@ -275,7 +329,7 @@ impl ServerHandler for Target {
                 ))]))
             }
             "test_elicitation_sep1034_defaults" => {
-                let answer = ask(&cx.peer, "elicitation/create", json!({
+                let answer = answer!(ask(&request, &cx, "elicitation", "elicitation/create", json!({
                     "message": "Please review and update the form fields with defaults",
                     "requestedSchema": object_schema(json!({
                         "name": {"type": "string", "default": "John Doe"},
@@ -285,7 +339,7 @@ impl ServerHandler for Target {
                         "verified": {"type": "boolean", "default": true}
                     }), &[])
                 }))
-                .await?;
+                .await);
                 result(json!([text(&format!("Elicitation completed: {answer}"))]))
             }
             "test_elicitation_sep1330_enums" => {
@@ -294,7 +348,7 @@ impl ServerHandler for Target {
                         json!({"const": format!("value{n}"), "title": format!("{word} {label}")})
                     }).collect::<Vec<_>>())
                 };
-                let answer = ask(&cx.peer, "elicitation/create", json!({
+                let answer = answer!(ask(&request, &cx, "elicitation", "elicitation/create", json!({
                     "message": "Please choose from each kind of enum",
                     "requestedSchema": object_schema(json!({
                         "untitledSingle": {"type": "string", "enum": ["option1", "option2", "option3"]},
@@ -306,7 +360,7 @@ impl ServerHandler for Target {
                         "titledMulti": {"type": "array", "items": {"anyOf": titled("Choice")}}
                     }), &[])
                 }))
-                .await?;
+                .await);
                 result(json!([text(&format!("Elicitation completed: {answer}"))]))
             }
             "json_schema_2020_12_tool" => result(json!([text(&format!("Received: {args}"))])),
