@@ -5,12 +5,18 @@
 //!
 //! Each service actor writes its own entry when it connects and again when
 //! the upstream announces a list change; readers take a snapshot.
+//!
+//! Resource subscriptions are shared: however many clients watch a URI, the
+//! owning service holds one upstream subscription for it, opened for the
+//! first watcher and closed after the last; updates are broadcast and each
+//! client's stream keeps those it watches.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use dashmap::DashMap;
 use rmcp::model::{Prompt, Resource, ResourceTemplate, ServerCapabilities};
+use tokio::sync::broadcast;
 
 /// One service's offer.
 #[derive(Debug, Clone, Default)]
@@ -48,10 +54,30 @@ impl Offer {
     }
 }
 
-/// Every service's offer, by service name.
-#[derive(Default)]
+/// Every service's offer, by service name, and the resource subscriptions
+/// clients hold through mcpvisor.
 pub struct Catalog {
     offers: DashMap<String, Arc<Offer>>,
+    /// (service, uri) -> clients watching it.
+    watchers: DashMap<(String, String), usize>,
+    updates: broadcast::Sender<ResourceUpdate>,
+}
+
+impl Default for Catalog {
+    fn default() -> Self {
+        Self {
+            offers: DashMap::new(),
+            watchers: DashMap::new(),
+            updates: broadcast::channel(256).0,
+        }
+    }
+}
+
+/// An upstream said a subscribed resource changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceUpdate {
+    pub service: String,
+    pub uri: String,
 }
 
 /// Which kind of capability a request needs.
@@ -67,6 +93,53 @@ pub enum Capability {
 impl Catalog {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Counts one more client watching `uri` on `service`; true when it is
+    /// the first (the upstream subscription must be opened).
+    pub fn watch(&self, service: &str, uri: &str) -> bool {
+        let mut n = self
+            .watchers
+            .entry((service.to_owned(), uri.to_owned()))
+            .or_insert(0);
+        *n += 1;
+        *n == 1
+    }
+
+    /// Counts one client fewer; true when it was the last (the upstream
+    /// subscription may be closed).
+    pub fn unwatch(&self, service: &str, uri: &str) -> bool {
+        let key = (service.to_owned(), uri.to_owned());
+        let last = match self.watchers.get_mut(&key) {
+            Some(mut n) => {
+                *n = n.saturating_sub(1);
+                *n == 0
+            }
+            None => false,
+        };
+        if last {
+            self.watchers.remove_if(&key, |_, n| *n == 0);
+        }
+        last
+    }
+
+    /// URIs some client watches on `service` (re-subscribed after a restart).
+    pub fn watched(&self, service: &str) -> Vec<String> {
+        self.watchers
+            .iter()
+            .filter(|e| e.key().0 == service && *e.value() > 0)
+            .map(|e| e.key().1.clone())
+            .collect()
+    }
+
+    /// Announces an upstream's resource update to every watching client.
+    pub fn publish(&self, update: ResourceUpdate) {
+        let _ = self.updates.send(update);
+    }
+
+    /// Resource updates as they are announced.
+    pub fn updates(&self) -> broadcast::Receiver<ResourceUpdate> {
+        self.updates.subscribe()
     }
 
     /// Replaces a service's offer.
@@ -238,6 +311,19 @@ mod tests {
         assert!(template_matches("s://x{?q,r}", "s://x?q=1&r=2"));
         assert!(!template_matches("s://{a}", "t://b"));
         assert!(template_matches("s://plain", "s://plain"));
+    }
+
+    #[test]
+    fn watches_count_clients_per_service_and_uri() {
+        let c = Catalog::new();
+        assert!(c.watch("a", "x://1"));
+        assert!(!c.watch("a", "x://1"));
+        assert!(c.watch("b", "x://1"));
+        assert_eq!(c.watched("a"), ["x://1"]);
+        assert!(!c.unwatch("a", "x://1"));
+        assert!(c.unwatch("a", "x://1"));
+        assert!(c.watched("a").is_empty());
+        assert!(!c.unwatch("a", "x://1"), "an extra unwatch is harmless");
     }
 
     #[test]

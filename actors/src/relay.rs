@@ -8,13 +8,16 @@
 //! simply replaced by the next one. An upstream's JSON-RPC error is passed
 //! on as it is.
 
+use std::sync::Arc;
+
 use rmcp::model::{ClientRequest, ServerResult};
 use tokio::sync::oneshot;
 
 use crate::directory::Directory;
 use crate::error::{CallError, ErrorCategory};
+use crate::registry::Registry;
 use crate::router::best_first;
-pub use crate::service::relay::{Forward, RelayError};
+pub use crate::service::relay::{Forward, RelayError, Watch};
 
 /// Names of every configured service, in config order.
 pub fn service_names(directory: &Directory) -> Vec<String> {
@@ -83,4 +86,99 @@ pub async fn forward(
             format!("no service could answer {what}"),
         ))
     }))
+}
+
+/// One client's subscription to a resource, through the service that owns
+/// it. Dropping it ends the subscription; the upstream subscription itself
+/// closes with the last client's.
+pub struct ResourceWatch {
+    registry: Arc<Registry>,
+    directory: Arc<Directory>,
+    service: String,
+    uri: String,
+}
+
+impl std::fmt::Debug for ResourceWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResourceWatch")
+            .field("service", &self.service)
+            .field("uri", &self.uri)
+            .finish()
+    }
+}
+
+impl ResourceWatch {
+    /// The service watched.
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    /// The resource watched.
+    pub fn uri(&self) -> &str {
+        &self.uri
+    }
+}
+
+impl Drop for ResourceWatch {
+    fn drop(&mut self) {
+        if self.registry.catalog().unwatch(&self.service, &self.uri)
+            && let Some(addr) = self.directory.get(&self.service).and_then(|h| h.addr())
+        {
+            addr.do_send(Watch {
+                uri: self.uri.clone(),
+                on: false,
+                reply: None,
+            });
+        }
+    }
+}
+
+/// Subscribes a client to `uri` on the best of `candidates` (services that
+/// offer it and accept subscriptions).
+pub async fn watch(
+    registry: &Arc<Registry>,
+    directory: &Arc<Directory>,
+    candidates: &[String],
+    uri: &str,
+) -> Result<ResourceWatch, RelayError> {
+    let Some(h) = best_first(candidates.iter().filter_map(|n| directory.get(n)))
+        .into_iter()
+        .next()
+    else {
+        return Err(RelayError::Failed(CallError::new(
+            ErrorCategory::ServiceUnavailable,
+            format!("no available service accepts subscriptions to `{uri}`"),
+        )));
+    };
+    let watch = ResourceWatch {
+        registry: registry.clone(),
+        directory: directory.clone(),
+        service: h.name().to_owned(),
+        uri: uri.to_owned(),
+    };
+    if !registry.catalog().watch(h.name(), uri) {
+        return Ok(watch); // the upstream subscription is already open
+    }
+    let (tx, rx) = oneshot::channel();
+    let sent = h.addr().map(|addr| {
+        addr.try_send(Watch {
+            uri: uri.to_owned(),
+            on: true,
+            reply: Some(tx),
+        })
+    });
+    let outcome = match sent {
+        Some(Ok(())) => rx.await.unwrap_or_else(|_| {
+            Err(RelayError::Failed(CallError::new(
+                ErrorCategory::Network,
+                format!("{} went down while subscribing", h.name()),
+            )))
+        }),
+        _ => Err(RelayError::Failed(CallError::new(
+            ErrorCategory::ServiceUnavailable,
+            format!("{} cannot take the subscription", h.name()),
+        ))),
+    };
+    // On failure, dropping `watch` takes the count back down.
+    outcome.map(|()| watch)
 }

@@ -277,3 +277,18 @@ pub fn kill9(pid: u64) {
         .expect("kill");
     assert!(status.success(), "kill -9 {pid} failed");
 }
+
+/// The conformance target (`tests/conformance-target`): an MCP server with
+/// test fixtures in every area (tools, resources with updates, prompts,
+/// completion, sampling, elicitation). Built next to mcpvisor on demand.
+pub fn conformance_target() -> std::path::PathBuf {
+    let path = std::path::Path::new(BIN).with_file_name("conformance-target");
+    if !path.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "-p", "mcpvisor-conformance-target"])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building the conformance target failed");
+    }
+    path
+}

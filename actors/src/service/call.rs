@@ -129,7 +129,10 @@ async fn fulfil(
     for (key, request) in required.input_requests.unwrap_or_default() {
         let request = serde_json::to_value(&request).unwrap_or_default();
         let method = request["method"].as_str().unwrap_or_default().to_owned();
-        let params = request.get("params").cloned().unwrap_or_else(|| serde_json::json!({}));
+        let params = request
+            .get("params")
+            .cloned()
+            .unwrap_or_else(|| serde_json::json!({}));
         let answer = caller.ask(&method, params).await.map_err(|e| {
             CallError::new(
                 ErrorCategory::Validation,
@@ -139,7 +142,10 @@ async fn fulfil(
         })?;
         responses.insert(key, answer);
     }
-    Ok(((!responses.is_empty()).then_some(responses), required.request_state))
+    Ok((
+        (!responses.is_empty()).then_some(responses),
+        required.request_state,
+    ))
 }
 
 /// One `tools/call` round trip, with progress routed to the caller and the

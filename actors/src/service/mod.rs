@@ -134,6 +134,9 @@ pub struct ServiceActor {
     probe_failures: u32,
     /// Calls in the retry mailbox, waiting out their backoff.
     waiting: usize,
+    /// Open `subscriptions/listen` streams for watched resources (2026-07-28
+    /// upstreams), by URI.
+    resource_listens: std::collections::HashMap<String, SpawnHandle>,
     exit: ExitNotice,
 }
 
@@ -160,6 +163,7 @@ impl ServiceActor {
             probe_in_flight: false,
             probe_failures: 0,
             waiting: 0,
+            resource_listens: std::collections::HashMap::new(),
             exit: ExitNotice {
                 supervisor,
                 service,
@@ -247,6 +251,10 @@ impl ServiceActor {
         );
         self.refresh_tools(ctx);
         self.refresh_offer(ctx);
+        // Resource subscriptions clients held before a restart carry on.
+        for uri in self.registry.catalog().watched(self.name()) {
+            self.watch_upstream(ctx, uri, true, None);
+        }
         self.dispatch(ctx);
     }
 
@@ -376,6 +384,7 @@ impl StreamHandler<UpstreamEvent> for ServiceActor {
             UpstreamEvent::ResourcesChanged | UpstreamEvent::PromptsChanged => {
                 self.refresh_offer(ctx)
             }
+            UpstreamEvent::ResourceUpdated(uri) => self.resource_updated(uri),
         }
     }
 

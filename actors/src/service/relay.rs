@@ -3,11 +3,16 @@
 //! `completion/complete` and the like to the upstream as they are.
 
 use actix::prelude::*;
-use rmcp::model::{ClientRequest, ErrorData, ServerResult};
+// resources/subscribe is legacy-only: exactly what session-era upstreams need.
+#[allow(deprecated)]
+use rmcp::model::{
+    ClientRequest, ErrorData, ServerNotification, ServerResult, SubscribeRequest,
+    SubscribeRequestParams, SubscriptionFilter, UnsubscribeRequest, UnsubscribeRequestParams,
+};
 use tokio::sync::oneshot;
 
 use super::ServiceActor;
-use crate::catalog::Offer;
+use crate::catalog::{Offer, ResourceUpdate};
 use crate::error::{CallError, ErrorCategory};
 use crate::transport::errors::from_service_error;
 
@@ -106,5 +111,129 @@ impl ServiceActor {
                 }
             }),
         );
+    }
+}
+
+/// Opens (`on`) or closes this service's upstream subscription to a
+/// resource. The catalog counts the clients; this is sent for the first
+/// and after the last.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Watch {
+    pub uri: String,
+    pub on: bool,
+    pub reply: Option<oneshot::Sender<Result<(), RelayError>>>,
+}
+
+impl Handler<Watch> for ServiceActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Watch, ctx: &mut Context<Self>) {
+        self.watch_upstream(ctx, msg.uri, msg.on, msg.reply);
+    }
+}
+
+impl ServiceActor {
+    /// A session-era upstream is sent `resources/subscribe` /
+    /// `unsubscribe`; a 2026-07-28 one gets a `subscriptions/listen` stream
+    /// for the URI, held open for as long as the watch lasts.
+    #[allow(deprecated)]
+    pub(super) fn watch_upstream(
+        &mut self,
+        ctx: &mut Context<Self>,
+        uri: String,
+        on: bool,
+        reply: Option<oneshot::Sender<Result<(), RelayError>>>,
+    ) {
+        let respond = |reply: Option<oneshot::Sender<Result<(), RelayError>>>, r| {
+            if let Some(tx) = reply {
+                let _ = tx.send(r);
+            }
+        };
+        let Some(live) = &self.live else {
+            // Re-opened from the catalog when the service connects.
+            respond(
+                reply,
+                Err(RelayError::Failed(CallError::new(
+                    ErrorCategory::ServiceUnavailable,
+                    format!("{} is not connected", self.name()),
+                ))),
+            );
+            return;
+        };
+        let peer = live.peer.clone();
+        if !live.stateless {
+            let request = if on {
+                ClientRequest::SubscribeRequest(SubscribeRequest::new(SubscribeRequestParams::new(
+                    uri,
+                )))
+            } else {
+                ClientRequest::UnsubscribeRequest(UnsubscribeRequest::new(
+                    UnsubscribeRequestParams::new(uri),
+                ))
+            };
+            ctx.spawn(
+                async move {
+                    let r = match peer.send_request(request).await {
+                        Ok(_) => Ok(()),
+                        Err(rmcp::ServiceError::McpError(e)) => Err(RelayError::Upstream(e)),
+                        Err(e) => Err(RelayError::Failed(from_service_error(e, true))),
+                    };
+                    respond(reply, r);
+                }
+                .into_actor(self),
+            );
+            return;
+        }
+        if !on {
+            if let Some(handle) = self.resource_listens.remove(&uri) {
+                ctx.cancel_future(handle);
+            }
+            respond(reply, Ok(()));
+            return;
+        }
+        if self.resource_listens.contains_key(&uri) {
+            respond(reply, Ok(()));
+            return;
+        }
+        let catalog_uri = uri.clone();
+        let service = self.name().to_owned();
+        let registry = self.registry.clone();
+        let handle = ctx.spawn(
+            async move {
+                let filter = SubscriptionFilter::builder()
+                    .resource_subscriptions([catalog_uri.clone()])
+                    .build();
+                let mut sub = match peer.listen(filter).await {
+                    Ok(sub) => {
+                        respond(reply, Ok(()));
+                        sub
+                    }
+                    Err(e) => {
+                        respond(reply, Err(RelayError::Failed(from_service_error(e, true))));
+                        return;
+                    }
+                };
+                while let Ok(Some(note)) = sub.next().await {
+                    if let ServerNotification::ResourceUpdatedNotification(n) = note {
+                        registry.catalog().publish(ResourceUpdate {
+                            service: service.clone(),
+                            uri: n.params.uri,
+                        });
+                    }
+                }
+                tracing::debug!(%service, uri = %catalog_uri, "resource subscription ended");
+            }
+            .into_actor(self),
+        );
+        self.resource_listens.insert(uri, handle);
+    }
+
+    /// An upstream's `notifications/resources/updated` (session revisions).
+    pub(super) fn resource_updated(&self, uri: String) {
+        self.registry.catalog().publish(ResourceUpdate {
+            service: self.name().to_owned(),
+            uri,
+        });
     }
 }

@@ -17,7 +17,8 @@ use rmcp::model::{
 #[allow(deprecated)]
 use rmcp::model::{
     CreateMessageRequestParams, CreateMessageResult, ElicitRequestParams, ElicitResult,
-    ElicitationCapability, ErrorCode, ErrorData, SamplingCapability,
+    ElicitationCapability, ErrorCode, ErrorData, ResourceUpdatedNotificationParam,
+    SamplingCapability,
 };
 use rmcp::service::{NotificationContext, RequestContext, RoleClient};
 use tokio::sync::mpsc;
@@ -25,7 +26,7 @@ use tokio::sync::mpsc;
 use crate::stream::{EventSink, StreamEvent};
 
 /// Something the upstream told us that the service actor must act on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UpstreamEvent {
     /// The upstream's tool list changed.
     ToolsChanged,
@@ -33,6 +34,8 @@ pub enum UpstreamEvent {
     ResourcesChanged,
     /// Its prompt list changed.
     PromptsChanged,
+    /// A resource it was asked to watch changed.
+    ResourceUpdated(String),
 }
 
 /// The rmcp client handler of one upstream connection.
@@ -170,6 +173,14 @@ impl ClientHandler for UpstreamHandler {
 
     async fn on_resource_list_changed(&self, _ctx: NotificationContext<RoleClient>) {
         let _ = self.events.send(UpstreamEvent::ResourcesChanged);
+    }
+
+    async fn on_resource_updated(
+        &self,
+        params: ResourceUpdatedNotificationParam,
+        _ctx: NotificationContext<RoleClient>,
+    ) {
+        let _ = self.events.send(UpstreamEvent::ResourceUpdated(params.uri));
     }
 
     async fn on_prompt_list_changed(&self, _ctx: NotificationContext<RoleClient>) {

@@ -1,20 +1,28 @@
 //! Change notifications: `subscriptions/listen` for 2026-07-28 clients and
 //! the GET stream of legacy sessions. Both send
 //! `notifications/tools/list_changed` whenever the merged tool table
-//! changes (a service came or went, or an upstream's list changed).
+//! changes (a service came or went, or an upstream's list changed), and
+//! `notifications/resources/updated` for the resources the client
+//! subscribed to.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, Responder, web};
 use actix_web_lab::sse;
-use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use std::sync::Arc;
+
+use mcpvisor_actors::catalog::{Capability, ResourceUpdate};
+use mcpvisor_actors::relay::{self, ResourceWatch};
+use serde_json::{Map, Value, json};
+use tokio::sync::{broadcast, mpsc};
 
 use super::super::AppState;
+use super::session::Session;
 use super::{era, reply, rpc_error};
 
 /// `subscriptions/listen` (2026-07-28): an SSE stream that opens with an
-/// acknowledgement and carries the list changes the client asked for.
-pub fn subscriptions_listen(
+/// acknowledgement and carries the list changes and resource updates the
+/// client asked for. Resource subscriptions last as long as the stream.
+pub async fn subscriptions_listen(
     state: web::Data<AppState>,
     req: &HttpRequest,
     id: Value,
@@ -28,44 +36,115 @@ pub fn subscriptions_listen(
         .get("toolsListChanged")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    let honoured = if tools {
-        json!({"toolsListChanged": true})
-    } else {
-        json!({})
-    };
+    let mut watches = Vec::new();
+    for uri in wanted
+        .get("resourceSubscriptions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
+        let services = relay::service_names(&state.directory);
+        let catalog = state.registry.catalog();
+        let able = catalog.with(&services, Capability::Subscribe);
+        let mut owners = catalog.owners_of_uri(&services, uri);
+        owners.retain(|s| able.contains(s));
+        match relay::watch(&state.registry, &state.directory, &owners, uri).await {
+            Ok(w) => watches.push(w),
+            Err(e) => tracing::debug!(%uri, error = ?e, "resource subscription refused"),
+        }
+    }
+    let mut honoured = Map::new();
+    if tools {
+        honoured.insert("toolsListChanged".into(), json!(true));
+    }
+    if !watches.is_empty() {
+        let uris: Vec<&str> = watches.iter().map(ResourceWatch::uri).collect();
+        honoured.insert("resourceSubscriptions".into(), json!(uris));
+    }
+    let tag = json!({era::META_SUBSCRIPTION: id});
     let ack = json!({
         "jsonrpc": "2.0",
         "method": "notifications/subscriptions/acknowledged",
-        "params": {"_meta": {era::META_SUBSCRIPTION: id}, "notifications": honoured},
+        "params": {"_meta": tag, "notifications": honoured},
     });
     let change = tools.then(|| {
         json!({
             "jsonrpc": "2.0",
             "method": "notifications/tools/list_changed",
-            "params": {"_meta": {era::META_SUBSCRIPTION: id}},
+            "params": {"_meta": tag},
         })
     });
-    stream(&state, req, Some(ack), change)
+    let resources = Resources {
+        watching: Watching::Held(watches),
+        tag: Some(tag),
+    };
+    stream(&state, req, Some(ack), change, Some(resources))
 }
 
-/// `GET /mcp`: the server-to-client stream of a legacy session.
+/// `GET /mcp`: the server-to-client stream of a legacy session: tool list
+/// changes, and updates of the resources the session subscribed to.
 pub async fn get_stream(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     let Some(sid) = era::header(&req, "mcp-session-id") else {
         return HttpResponse::MethodNotAllowed()
             .insert_header(("Allow", "POST"))
             .finish();
     };
-    if state.sessions.get(&sid).is_none() {
+    let Some(session) = state.sessions.get(&sid) else {
         return reply(
             StatusCode::NOT_FOUND,
             rpc_error(None, -32001, "Session not found", None),
         );
-    }
+    };
     if !era::accepts_sse(&req) {
         return HttpResponse::NotAcceptable().finish();
     }
     let change = json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"});
-    stream(&state, &req, None, Some(change))
+    let resources = Resources {
+        watching: Watching::Session(session),
+        tag: None,
+    };
+    stream(&state, &req, None, Some(change), Some(resources))
+}
+
+/// Which resource updates a stream carries.
+struct Resources {
+    watching: Watching,
+    /// `_meta` added to each notification (the 2026 subscription id).
+    tag: Option<Value>,
+}
+
+enum Watching {
+    /// Whatever the session has subscribed to, now.
+    Session(Arc<Session>),
+    /// These subscriptions, held by the stream itself.
+    Held(Vec<ResourceWatch>),
+}
+
+impl Resources {
+    fn wants(&self, update: &ResourceUpdate) -> bool {
+        match &self.watching {
+            Watching::Session(s) => s.watching(&update.service, &update.uri),
+            Watching::Held(w) => w
+                .iter()
+                .any(|w| w.service() == update.service && w.uri() == update.uri),
+        }
+    }
+
+    fn notification(&self, update: &ResourceUpdate) -> Value {
+        let mut params = json!({"uri": update.uri});
+        if let Some(tag) = &self.tag {
+            params["_meta"] = tag.clone();
+        }
+        json!({"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": params})
+    }
+}
+
+async fn send(tx: &mpsc::Sender<sse::Event>, message: Value) -> bool {
+    match sse::Data::new_json(message) {
+        Ok(d) => tx.send(d.event("message").into()).await.is_ok(),
+        Err(_) => true,
+    }
 }
 
 fn stream(
@@ -73,15 +152,16 @@ fn stream(
     req: &HttpRequest,
     first: Option<Value>,
     change: Option<Value>,
+    resources: Option<Resources>,
 ) -> HttpResponse {
     let (tx, rx) = mpsc::channel::<sse::Event>(16);
     let registry = state.registry.clone();
+    let mut updates = registry.catalog().updates();
     let open = state.metrics.stream_opened("mcp_listen");
     actix_web::rt::spawn(async move {
         let _open = open;
         if let Some(first) = first
-            && let Ok(d) = sse::Data::new_json(first)
-            && tx.send(d.event("message").into()).await.is_err()
+            && !send(&tx, first).await
         {
             return;
         }
@@ -94,8 +174,7 @@ fn stream(
             if now != seen {
                 seen = now;
                 if let Some(c) = &change
-                    && let Ok(d) = sse::Data::new_json(c.clone())
-                    && tx.send(d.event("message").into()).await.is_err()
+                    && !send(&tx, c.clone()).await
                 {
                     return;
                 }
@@ -103,6 +182,20 @@ fn stream(
             }
             tokio::select! {
                 () = changed => {}
+                update = updates.recv(), if resources.is_some() => match update {
+                    Ok(u) => {
+                        if let Some(r) = &resources
+                            && r.wants(&u)
+                            && !send(&tx, r.notification(&u)).await
+                        {
+                            return;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::debug!(missed = n, "resource updates dropped for a slow stream");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
                 () = tx.closed() => return,
             }
         }

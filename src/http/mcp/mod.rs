@@ -299,7 +299,7 @@ async fn dispatch(
         }
         "tools/call" => calls::tools_call(state, req, era, id, params).await,
         "subscriptions/listen" if stateless => {
-            listen::subscriptions_listen(state, &req, id, params)
+            listen::subscriptions_listen(state, &req, id, params).await
         }
         // Removed in 2026-07-28 (stateless): unknown methods there.
         "logging/setLevel" | "resources/subscribe" | "resources/unsubscribe" if stateless => reply(

@@ -59,16 +59,35 @@ pub async fn dispatch(
             return listing("resourceTemplates", json!(catalog.templates(&services)));
         }
         "prompts/list" => return listing("prompts", json!(catalog.prompts(&services))),
-        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+        "resources/subscribe" | "resources/unsubscribe" => {
+            // Session revisions only (removed in 2026-07-28, refused before).
+            let Era::Session(session) = &era else {
+                return invalid(&id, "resource subscriptions need a session");
+            };
             let Some(uri) = text("uri") else {
                 return invalid(&id, "`uri` must be a string");
             };
-            let mut owners = catalog.owners_of_uri(&services, &uri);
-            if method != "resources/read" {
-                let able = catalog.with(&services, Capability::Subscribe);
-                owners.retain(|s| able.contains(s));
+            if method == "resources/unsubscribe" {
+                session.unwatch(&uri);
+                return reply(StatusCode::OK, rpc_result(&id, era.finish(json!({}))));
             }
-            if owners.is_empty() && method == "resources/read" {
+            if !session.watches(&uri) {
+                let able = catalog.with(&services, Capability::Subscribe);
+                let mut owners = catalog.owners_of_uri(&services, &uri);
+                owners.retain(|s| able.contains(s));
+                match relay::watch(&state.registry, &state.directory, &owners, &uri).await {
+                    Ok(watch) => session.add_watch(watch),
+                    Err(e) => return relay_error(&id, e),
+                }
+            }
+            return reply(StatusCode::OK, rpc_result(&id, era.finish(json!({}))));
+        }
+        "resources/read" => {
+            let Some(uri) = text("uri") else {
+                return invalid(&id, "`uri` must be a string");
+            };
+            let owners = catalog.owners_of_uri(&services, &uri);
+            if owners.is_empty() {
                 return reply(
                     StatusCode::OK,
                     rpc_error(
@@ -168,16 +187,24 @@ pub async fn dispatch(
             }
             reply(StatusCode::OK, rpc_result(&id, era.finish(value)))
         }
-        Err(RelayError::Upstream(e)) => reply(
+        Err(e) => relay_error(&id, e),
+    }
+}
+
+/// A relayed request's failure as the client sees it: the upstream's own
+/// JSON-RPC error as sent, or mcpvisor's, with its category in `data`.
+fn relay_error(id: &Value, e: RelayError) -> HttpResponse {
+    match e {
+        RelayError::Upstream(e) => reply(
             StatusCode::OK,
-            rpc_error(Some(&id), e.code.0, &e.message, e.data),
+            rpc_error(Some(id), e.code.0, &e.message, e.data),
         ),
-        Err(RelayError::Failed(e)) => {
+        RelayError::Failed(e) => {
             let body = crate::http::errors::body_of(&e);
             reply(
                 StatusCode::OK,
                 rpc_error(
-                    Some(&id),
+                    Some(id),
                     -32603,
                     &e.to_string(),
                     Some(body["error"].clone()),

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
+use mcpvisor_actors::relay::ResourceWatch;
 use mcpvisor_actors::stream::AskError;
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -30,6 +31,8 @@ pub struct Session {
     /// Requests sent to the client on behalf of an upstream, by JSON-RPC id.
     asks: DashMap<String, oneshot::Sender<Result<Value, AskError>>>,
     next_ask: AtomicU64,
+    /// Resources the client subscribed to, by URI; ended with the session.
+    watches: DashMap<String, ResourceWatch>,
 }
 
 impl Session {
@@ -72,6 +75,29 @@ impl Session {
             Some((_, reply)) => reply.send(outcome).is_ok(),
             None => false,
         }
+    }
+
+    /// Keeps a resource subscription for the session's life (or until
+    /// `unwatch`).
+    pub fn add_watch(&self, watch: ResourceWatch) {
+        self.watches.insert(watch.uri().to_owned(), watch);
+    }
+
+    /// Ends a resource subscription; false if there was none.
+    pub fn unwatch(&self, uri: &str) -> bool {
+        self.watches.remove(uri).is_some()
+    }
+
+    /// Whether the session watches `uri` on `service`.
+    pub fn watching(&self, service: &str, uri: &str) -> bool {
+        self.watches
+            .get(uri)
+            .is_some_and(|w| w.service() == service)
+    }
+
+    /// Whether the session watches `uri` at all.
+    pub fn watches(&self, uri: &str) -> bool {
+        self.watches.contains_key(uri)
     }
 
     /// Drops a request the client never answered.
@@ -149,6 +175,7 @@ impl Sessions {
             in_flight: DashMap::new(),
             asks: DashMap::new(),
             next_ask: AtomicU64::new(0),
+            watches: DashMap::new(),
         });
         self.map.insert(id.clone(), session.clone());
         Ok((id, session))

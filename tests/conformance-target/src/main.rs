@@ -10,14 +10,16 @@
 //! Over HTTP it serves Streamable HTTP at /mcp (2026-07-28 and the session
 //! revisions) and prints `conformance-target listening on URL` when bound.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 // The session revisions still use logging; the suite exercises it.
 use rmcp::model::InputRequiredResult;
+use rmcp::model::SubscriptionFilter;
 #[allow(deprecated)]
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams, CompleteResult,
@@ -27,11 +29,12 @@ use rmcp::model::{
     ServerCapabilities, ServerConfig, ServerNotification, ServerRequest, SetLevelRequestParams,
     SubscribeRequestParams, Tool, UnsubscribeRequestParams,
 };
-use rmcp::service::{Peer, RequestContext};
+use rmcp::service::{Peer, RequestContext, SubscriptionContext};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt};
 use serde_json::{Value, json};
+use tokio::sync::broadcast;
 
 /// A 1x1 PNG.
 const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==";
@@ -39,8 +42,24 @@ const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z
 const WAV: &str =
     "UklGRjQAAABXQVZFZm10IBAAAAABAAEAQB8AAIA+AAACABAAZGF0YRAAAAAAAAAAAAAAAAAAAAAAAAAA";
 
-#[derive(Clone, Default)]
-struct Target;
+/// One client's server: what every session shares (resource updates) and
+/// what is its own (its session-era resource subscriptions).
+#[derive(Clone)]
+struct Target {
+    /// URIs touched by `test_touch_resource`, for every session.
+    touched: broadcast::Sender<String>,
+    /// Session-era subscriptions: URI -> the task notifying them.
+    subscriptions: Arc<Mutex<HashMap<String, tokio::task::AbortHandle>>>,
+}
+
+impl Target {
+    fn new(touched: broadcast::Sender<String>) -> Self {
+        Self {
+            touched,
+            subscriptions: Arc::default(),
+        }
+    }
+}
 
 /// Deserializes an rmcp type from JSON written the way the spec shows it.
 /// Results are complete (`resultType`, which rmcp strips for session peers).
@@ -127,14 +146,18 @@ fn tools() -> Vec<Tool> {
             }),
         ),
     ];
-    defs.into_iter()
-        .filter_map(|(name, description, schema)| {
-            serde_json::from_value(
-                json!({"name": name, "description": description, "inputSchema": schema}),
-            )
-            .ok()
-        })
-        .collect()
+    let defs = defs.into_iter().chain([(
+        "test_touch_resource",
+        "Marks a resource as changed: subscribers get notifications/resources/updated",
+        object_schema(json!({"uri": {"type": "string"}}), &["uri"]),
+    )]);
+    defs.filter_map(|(name, description, schema)| {
+        serde_json::from_value(
+            json!({"name": name, "description": description, "inputSchema": schema}),
+        )
+        .ok()
+    })
+    .collect()
 }
 
 fn text(t: &str) -> Value {
@@ -364,6 +387,10 @@ impl ServerHandler for Target {
                 result(json!([text(&format!("Elicitation completed: {answer}"))]))
             }
             "json_schema_2020_12_tool" => result(json!([text(&format!("Received: {args}"))])),
+            "test_touch_resource" => {
+                let _ = self.touched.send(arg("uri"));
+                result(json!([text(&format!("touched {}", arg("uri")))]))
+            }
             other => Err(ErrorData::invalid_params(
                 format!("Unknown tool: {other}"),
                 None,
@@ -431,18 +458,81 @@ impl ServerHandler for Target {
 
     async fn subscribe(
         &self,
-        _request: SubscribeRequestParams,
-        _cx: RequestContext<RoleServer>,
+        request: SubscribeRequestParams,
+        cx: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
+        let mut touched = self.touched.subscribe();
+        let uri = request.uri.clone();
+        let peer = cx.peer.clone();
+        let task = tokio::spawn(async move {
+            while let Ok(changed) = touched.recv().await {
+                if changed == uri {
+                    let note: Result<ServerNotification, _> = serde_json::from_value(json!({
+                        "method": "notifications/resources/updated", "params": {"uri": uri}}));
+                    if let Ok(note) = note
+                        && peer.send_notification(note).await.is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        });
+        if let Some(old) = self
+            .subscriptions
+            .lock()
+            .map_err(|_| ErrorData::internal_error("poisoned", None))?
+            .insert(request.uri, task.abort_handle())
+        {
+            old.abort();
+        }
         Ok(())
     }
 
     async fn unsubscribe(
         &self,
-        _request: UnsubscribeRequestParams,
+        request: UnsubscribeRequestParams,
         _cx: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
+        if let Ok(mut subs) = self.subscriptions.lock()
+            && let Some(task) = subs.remove(&request.uri)
+        {
+            task.abort();
+        }
         Ok(())
+    }
+
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        let mut accepted = SubscriptionFilter::default();
+        accepted.resource_subscriptions = requested.resource_subscriptions.clone();
+        Some(accepted)
+    }
+
+    /// 2026-07-28: resource updates go out on the listen stream.
+    async fn listen(&self, cx: SubscriptionContext) -> Result<(), ErrorData> {
+        let wanted = cx
+            .sink()
+            .accepted()
+            .resource_subscriptions
+            .clone()
+            .unwrap_or_default();
+        let mut touched = self.touched.subscribe();
+        loop {
+            tokio::select! {
+                () = cx.cancelled() => return Ok(()),
+                changed = touched.recv() => match changed {
+                    Ok(uri) if wanted.contains(&uri) => {
+                        if cx.sink().notify_resource_updated(uri).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return Ok(()),
+                },
+            }
+        }
     }
 
     async fn list_prompts(
@@ -532,7 +622,9 @@ async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.as_slice() {
         [] => {
-            let running = Target.serve(rmcp::transport::stdio()).await?;
+            let running = Target::new(broadcast::channel(64).0)
+                .serve(rmcp::transport::stdio())
+                .await?;
             running.waiting().await?;
             Ok(())
         }
@@ -543,7 +635,10 @@ async fn main() -> anyhow::Result<()> {
 
 async fn serve_http(addr: std::net::SocketAddr) -> anyhow::Result<()> {
     let service = Arc::new(StreamableHttpService::new(
-        || Ok(Target),
+        {
+            let touched = broadcast::channel(64).0;
+            move || Ok(Target::new(touched.clone()))
+        },
         Arc::new(LocalSessionManager::default()),
         StreamableHttpServerConfig::default(),
     ));
