@@ -71,6 +71,31 @@ fn metrics_parse_as_prometheus_text_and_count_what_happened() {
             &[("service", service), ("state", "closed")],
         );
         assert_eq!(closed.map(value), Some(1.0));
+        for total in [
+            "mcpvisor_service_restarts_total",
+            "mcpvisor_service_breaker_opened_total",
+        ] {
+            let sample = find(&scrape, total, &[("service", service)]).expect(total);
+            assert_eq!(value(sample), 0.0, "{total}");
+        }
+    }
+    // Running totals are typed as counters, so rate() and increase() work
+    // (the parser leaves OpenMetrics `_total` samples untyped; the TYPE
+    // lines say it).
+    let text = client()
+        .get(d.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    for family in [
+        "mcpvisor_service_restarts",
+        "mcpvisor_service_breaker_opened",
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {family} counter")),
+            "{family} is not a counter"
+        );
     }
     let histogram = scrape
         .samples

@@ -5,8 +5,6 @@
 //! flight, breaker, health, restarts) are refreshed from the service
 //! handles when the registry is rendered, so they are never stale.
 
-use std::sync::atomic::AtomicU64;
-
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -73,13 +71,13 @@ pub struct Metrics {
     retries: Family<RetryLabels, Counter>,
     failovers: Family<FailoverLabels, Counter>,
     streams: Family<StreamLabels, Gauge>,
-    restarts: Family<ServiceLabels, Gauge>,
+    restarts: Family<ServiceLabels, Counter>,
     in_flight: Family<ServiceLabels, Gauge>,
     queued: Family<ServiceLabels, Gauge>,
     up: Family<ServiceLabels, Gauge>,
     health: Family<ServiceLabels, Gauge>,
     breaker: Family<BreakerLabels, Gauge>,
-    breaker_opened: Family<ServiceLabels, Gauge<u64, AtomicU64>>,
+    breaker_opened: Family<ServiceLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -259,18 +257,15 @@ impl Metrics {
                 service: h.name().to_owned(),
             };
             let snap = h.snapshot();
-            self.restarts
-                .get_or_create(&s)
-                .set(i64::from(snap.restarts));
+            // Counters mirror the handles' running totals.
+            catch_up(&self.restarts.get_or_create(&s), u64::from(snap.restarts));
             self.in_flight.get_or_create(&s).set(snap.in_flight as i64);
             self.queued.get_or_create(&s).set(snap.queued as i64);
             self.up
                 .get_or_create(&s)
                 .set(i64::from(snap.state == crate::service::ServiceState::Ready));
             self.health.get_or_create(&s).set(snap.health as i64);
-            self.breaker_opened
-                .get_or_create(&s)
-                .set(snap.breaker_opened);
+            catch_up(&self.breaker_opened.get_or_create(&s), snap.breaker_opened);
             for (state, name) in [
                 (BreakerState::Closed, "closed"),
                 (BreakerState::Open, "open"),
@@ -300,6 +295,14 @@ pub struct StreamGuard {
 impl Drop for StreamGuard {
     fn drop(&mut self) {
         self.gauge.dec();
+    }
+}
+
+/// Raises a counter to a running total kept elsewhere (never lowers it).
+fn catch_up(counter: &Counter, total: u64) {
+    let now = counter.get();
+    if total > now {
+        counter.inc_by(total - now);
     }
 }
 
