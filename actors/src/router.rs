@@ -389,6 +389,14 @@ async fn execute(
                         format!("service {service} stopped while handling the call"),
                     );
                     e.delivery = ticket.delivery();
+                    // The service died under a call it had sent: a failure
+                    // for its breaker (which settles a half-open trial). A
+                    // call still queued learnt nothing: its admission goes back.
+                    if e.delivery == Delivery::MaybeSent {
+                        target.breaker_record(false);
+                    } else {
+                        target.breaker_release();
+                    }
                     (Err(e), true)
                 }
             },

@@ -267,7 +267,9 @@ impl ServiceActor {
                 break;
             };
             if reply.is_closed() || job.events.is_closed() {
-                // The caller gave up while the call waited: it must not run.
+                // The caller gave up while the call waited: it must not run,
+                // and the breaker admission it held is handed back.
+                self.handle.breaker_release();
                 let _ = reply.send(Err(gone()));
                 continue;
             }
@@ -349,6 +351,8 @@ impl Handler<CallTool> for ServiceActor {
                     self.name()
                 ),
             );
+            // Refused unsent: the breaker learnt nothing about the service.
+            self.handle.breaker_release();
             let _ = msg.reply.send(Err(err));
             return;
         }
