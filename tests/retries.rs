@@ -78,6 +78,55 @@ fn a_429_is_retried_no_sooner_than_its_retry_after() {
 }
 
 #[test]
+fn a_rate_limited_replica_takes_no_other_call_before_its_retry_after() {
+    let d = Daemon::start(http_only());
+    client()
+        .post(sim(&d, "/sim/faults"))
+        .json(&json!({"rateLimitNextCalls": 1, "retryAfterSecs": 2}))
+        .send()
+        .unwrap();
+    let stats = |d: &Daemon| -> Value {
+        client()
+            .get(sim(d, "/sim/stats"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    std::thread::scope(|scope| {
+        let first = scope.spawn(|| d.stream("asana_list_workspaces", json!({})));
+        d.wait_until("the 429", std::time::Duration::from_secs(10), |d| {
+            stats(d)["rateLimitedAtMs"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+        });
+        assert!(
+            d.service("web")["throttledForMs"].as_u64().unwrap_or(0) > 0,
+            "{}",
+            d.service("web")
+        );
+        // A second call while the Retry-After lasts waits it out too.
+        let second = d.stream("asana_list_workspaces", json!({}));
+        assert!(second.iter().any(|e| e.event == "result"), "{second:?}");
+        let first = first.join().unwrap();
+        assert!(first.iter().any(|e| e.event == "result"), "{first:?}");
+    });
+    let stats = stats(&d);
+    let refused = stats["rateLimitedAtMs"][0].as_u64().unwrap();
+    let arrivals: Vec<u64> = stats["callTimesMs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_u64)
+        .collect();
+    assert_eq!(arrivals.len(), 2, "{stats}");
+    assert!(
+        arrivals.iter().all(|&at| at >= refused + 2_000),
+        "a call reached the upstream before its Retry-After: {arrivals:?} vs {refused}"
+    );
+}
+
+#[test]
 fn a_rate_limit_that_outlasts_the_attempts_is_reported_with_its_category() {
     let d = Daemon::start(http_only());
     client()

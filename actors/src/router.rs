@@ -246,8 +246,8 @@ fn candidates(
 }
 
 /// The usable services among `services` (ready, breaker admitting), best
-/// first: healthy over degraded over unknown, then priority, then the
-/// lowest in-flight count and latency.
+/// first: not throttled by a Retry-After, then healthy over degraded over
+/// unknown, then priority, then the lowest in-flight count and latency.
 pub(crate) fn best_first<'a>(
     services: impl Iterator<Item = &'a Arc<ServiceHandle>>,
 ) -> Vec<Arc<ServiceHandle>> {
@@ -256,7 +256,10 @@ pub(crate) fn best_first<'a>(
         .filter_map(|h| rank(h).map(|r| (r, h.clone())))
         .collect();
     c.sort_by(|(ra, a), (rb, b)| {
-        ra.cmp(rb)
+        a.throttled_for()
+            .is_some()
+            .cmp(&b.throttled_for().is_some())
+            .then(ra.cmp(rb))
             .then(b.spec.priority.cmp(&a.spec.priority))
             .then(a.in_flight().cmp(&b.in_flight()))
             .then(a.latency_ewma_us().cmp(&b.latency_ewma_us()))

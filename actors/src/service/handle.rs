@@ -69,6 +69,8 @@ pub struct ServiceHandle {
     pid: AtomicU32,
     health: AtomicU8,
     unavailable_since: Mutex<Option<Instant>>,
+    /// Until when the upstream asked (429 + Retry-After) to be left alone.
+    throttled_until: Mutex<Option<Instant>>,
     breaker: Mutex<Breaker>,
     detail: Mutex<Detail>,
     /// Fires whenever the service becomes ready (for callers waiting on a restart).
@@ -121,6 +123,7 @@ impl ServiceHandle {
             health: AtomicU8::new(HealthStatus::Unknown as u8),
             breaker: Mutex::new(breaker),
             unavailable_since: Mutex::new(None),
+            throttled_until: Mutex::new(None),
             detail: Mutex::new(Detail::default()),
             ready,
         }
@@ -147,6 +150,28 @@ impl ServiceHandle {
     }
 
     /// Calls sent upstream and not yet answered.
+    /// Holds calls back from the upstream until `until` (it answered 429
+    /// with a Retry-After); a later deadline wins.
+    pub fn throttle(&self, until: Instant) {
+        let mut t = self
+            .throttled_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if t.is_none_or(|old| old < until) {
+            *t = Some(until);
+        }
+    }
+
+    /// How much longer the upstream asked to be left alone, if at all.
+    pub fn throttled_for(&self) -> Option<Duration> {
+        let t = *self
+            .throttled_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        t.and_then(|until| until.checked_duration_since(Instant::now()))
+            .filter(|d| !d.is_zero())
+    }
+
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
     }
@@ -323,6 +348,7 @@ impl ServiceHandle {
             health: self.health(),
             breaker: self.breaker_state(),
             breaker_opened: self.breaker().opened(),
+            throttled_for_ms: self.throttled_for().map(|d| d.as_millis() as u64),
             protocol: d.protocol.clone(),
             server: d.server.clone(),
             endpoint: d.endpoint.clone(),
@@ -365,6 +391,9 @@ pub struct ServiceSnapshot {
     pub health: HealthStatus,
     pub breaker: BreakerState,
     pub breaker_opened: u64,
+    /// Milliseconds left of an upstream's Retry-After, while calls are held.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub throttled_for_ms: Option<u64>,
     pub protocol: Option<String>,
     pub server: Option<String>,
     /// The URL actually connected to (with `{port}` filled in).

@@ -137,6 +137,8 @@ pub struct ServiceActor {
     /// Open `subscriptions/listen` streams for watched resources (2026-07-28
     /// upstreams), by URI.
     resource_listens: std::collections::HashMap<String, SpawnHandle>,
+    /// A dispatch is scheduled for when the upstream's Retry-After ends.
+    throttle_timer: bool,
     exit: ExitNotice,
 }
 
@@ -164,6 +166,7 @@ impl ServiceActor {
             probe_failures: 0,
             waiting: 0,
             resource_listens: std::collections::HashMap::new(),
+            throttle_timer: false,
             exit: ExitNotice {
                 supervisor,
                 service,
@@ -258,8 +261,21 @@ impl ServiceActor {
         self.dispatch(ctx);
     }
 
-    /// Sends queued calls upstream while there is room.
+    /// Sends queued calls upstream while there is room — none while the
+    /// upstream's Retry-After lasts; they go when it ends.
     fn dispatch(&mut self, ctx: &mut Context<Self>) {
+        if let Some(wait) = self.handle.throttled_for() {
+            if !self.throttle_timer {
+                self.throttle_timer = true;
+                ctx.run_later(wait, |act, ctx| {
+                    act.throttle_timer = false;
+                    act.dispatch(ctx);
+                });
+            }
+            self.handle
+                .set_load(self.in_flight, self.queue.len() + self.waiting);
+            return;
+        }
         let limit = self.handle.spec.limits.max_in_flight.max(1);
         while self.in_flight < limit {
             let Some(live) = &self.live else { break };

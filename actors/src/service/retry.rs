@@ -25,6 +25,10 @@ impl ServiceActor {
             let _ = reply.send(outcome);
             return;
         };
+        if let Some(wait) = e.retry_after {
+            // Every call waits, not only this one: the upstream asked.
+            self.handle.throttle(Instant::now() + wait);
+        }
         let Some(delay) = self.retry_delay(&job, e) else {
             let _ = reply.send(outcome);
             return;
