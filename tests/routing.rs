@@ -90,6 +90,15 @@ fn an_operator_can_switch_a_replica_off_and_on() {
         d.service("fast")["state"] == "ready"
     });
     assert_eq!(served_by(&d).0, "fast");
+    // Being switched off and on is no failure: no unhealthy alert, ever.
+    let (_, history) = d.get("/api/alerts");
+    let keys: Vec<&str> = history["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["key"].as_str())
+        .collect();
+    assert!(!keys.contains(&"unhealthy:fast"), "{keys:?}");
     assert_eq!(d.admin_post("/api/services/nope/enable"), 404);
 }
 

@@ -104,7 +104,9 @@ impl Handler<ServiceDown> for Supervisor {
         if msg.generation != handle.generation() {
             return; // a stale notice from an incarnation already replaced
         }
-        if msg.requested || self.stopping {
+        // A service an operator has just disabled stays down even if it
+        // crashed before the stop reached it.
+        if msg.requested || self.stopping || self.disabled.contains(&msg.service) {
             let state = if self.disabled.contains(&msg.service) {
                 ServiceState::Disabled
             } else {

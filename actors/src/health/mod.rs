@@ -235,7 +235,16 @@ impl HealthMonitor {
         match h.state() {
             ServiceState::Disabled | ServiceState::Stopped => HealthStatus::Disabled,
             ServiceState::Failed => HealthStatus::Failed,
-            ServiceState::Starting if t.status == HealthStatus::Unknown => HealthStatus::Unknown,
+            // A first start, or one an operator asked for after a stop, is
+            // not a failure: nothing is known yet.
+            ServiceState::Starting
+                if matches!(
+                    t.status,
+                    HealthStatus::Unknown | HealthStatus::Disabled | HealthStatus::Failed
+                ) =>
+            {
+                HealthStatus::Unknown
+            }
             ServiceState::Starting | ServiceState::Restarting => HealthStatus::Unhealthy,
             ServiceState::Ready => {
                 if summary.consecutive_failures >= h.spec.health.unhealthy_after.max(1) {
