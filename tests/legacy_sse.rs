@@ -52,3 +52,51 @@ interval_ms = 200
         })
     });
 }
+
+#[test]
+fn a_429_on_the_legacy_message_endpoint_is_honoured() {
+    let config = r#"
+[server]
+listen = "127.0.0.1:0"
+[[services]]
+name = "legacy"
+transport = "sse"
+command = "@self"
+args = ["sim", "--http", "127.0.0.1:{port}", "--protocols", "2024-11-05", "--unit-latency-ms", "1"]
+url = "http://127.0.0.1:{port}/sse"
+manifest = "builtin:asana"
+"#;
+    let d = Daemon::start(config);
+    let base = d.service("legacy")["endpoint"]
+        .as_str()
+        .unwrap()
+        .replace("/sse", "");
+    let r = common::client()
+        .post(format!("{base}/sim/faults"))
+        .json(&json!({"rateLimitNextCalls": 1, "retryAfterSecs": 1}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let events = d.stream("asana_list_workspaces", json!({}));
+    let result = events
+        .iter()
+        .find(|e| e.event == "result")
+        .unwrap_or_else(|| panic!("{events:?}"));
+    assert_eq!(
+        result.data["attempts"], 1,
+        "retried in place, not failed over"
+    );
+    assert!(
+        events.iter().any(|e| e.data["stage"] == "retrying"),
+        "{events:?}"
+    );
+    let stats: serde_json::Value = common::client()
+        .get(format!("{base}/sim/stats"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let refused = stats["rateLimitedAtMs"][0].as_u64().expect("a 429");
+    let arrived = stats["callTimesMs"][0].as_u64().expect("the retry");
+    assert!(arrived >= refused + 1_000, "{stats}");
+}

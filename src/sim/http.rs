@@ -92,7 +92,7 @@ async fn route(
 ) -> Result<Reply, Infallible> {
     match (req.method().clone(), req.uri().path()) {
         (hyper::Method::GET, "/sse") => Ok(legacy.open()),
-        (hyper::Method::POST, "/message") => Ok(legacy.post(req).await),
+        (hyper::Method::POST, "/message") => Ok(legacy.post(req, &faults).await),
         (hyper::Method::GET, "/sim/stats") => Ok(json(&serde_json::json!({
             "calls": stats.calls.load(Ordering::Relaxed),
             "completed": stats.completed.load(Ordering::Relaxed),
@@ -127,11 +127,7 @@ async fn route(
                 && let Some(secs) = faults.rate_limited(tool_call)
             {
                 stats.refused();
-                let mut r = plain(429, "rate limited (simulated)");
-                if let Ok(v) = hyper::header::HeaderValue::from_str(&secs.to_string()) {
-                    r.headers_mut().insert(hyper::header::RETRY_AFTER, v);
-                }
-                return Ok(r);
+                return Ok(rate_limited(secs));
             }
             Ok(service.handle(req).await)
         }
@@ -170,12 +166,18 @@ impl Legacy {
             this.sessions.remove(&session);
         });
         let first = format!("event: endpoint\ndata: /message?sessionId={id}\n\n");
+        // The stream owns the session: when the client goes away the body
+        // is dropped, the session's inbox with it, and the server ends.
+        let owner = SessionOwner {
+            legacy: self.clone(),
+            id,
+        };
         let events = futures::stream::once(async move { first }).chain(futures::stream::unfold(
-            out_rx,
-            |mut rx| async move {
+            (out_rx, owner),
+            |(mut rx, owner)| async move {
                 let message = rx.recv().await?;
                 let data = serde_json::to_string(&message).unwrap_or_default();
-                Some((format!("event: message\ndata: {data}\n\n"), rx))
+                Some((format!("event: message\ndata: {data}\n\n"), (rx, owner)))
             },
         ));
         let body =
@@ -188,7 +190,12 @@ impl Legacy {
         r
     }
 
-    async fn post(&self, req: hyper::Request<hyper::body::Incoming>) -> Reply {
+    async fn post(&self, req: hyper::Request<hyper::body::Incoming>, faults: &Faults) -> Reply {
+        // The same knobs as /mcp: latency, and 429s for tool calls.
+        let slow = faults.slow();
+        if !slow.is_zero() {
+            tokio::time::sleep(slow).await;
+        }
         let session = req
             .uri()
             .query()
@@ -201,6 +208,12 @@ impl Legacy {
             Ok(b) => b.to_bytes(),
             Err(_) => return plain(400, "unreadable body"),
         };
+        let tool_call = serde_json::from_slice::<serde_json::Value>(&body)
+            .is_ok_and(|v| v["method"] == "tools/call");
+        if let Some(secs) = faults.rate_limited(tool_call) {
+            self.server.stats().refused();
+            return rate_limited(secs);
+        }
         match serde_json::from_slice::<ClientJsonRpcMessage>(&body) {
             Ok(message) => match tx.send(message).await {
                 Ok(()) => plain(202, "accepted"),
@@ -209,6 +222,27 @@ impl Legacy {
             Err(_) => plain(400, "not a JSON-RPC message"),
         }
     }
+}
+
+/// Removes a legacy session when its SSE stream is dropped.
+struct SessionOwner {
+    legacy: Arc<Legacy>,
+    id: String,
+}
+
+impl Drop for SessionOwner {
+    fn drop(&mut self) {
+        self.legacy.sessions.remove(&self.id);
+    }
+}
+
+/// A simulated 429 with its Retry-After.
+fn rate_limited(secs: u64) -> Reply {
+    let mut r = plain(429, "rate limited (simulated)");
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&secs.to_string()) {
+        r.headers_mut().insert(hyper::header::RETRY_AFTER, v);
+    }
+    r
 }
 
 fn json(value: &impl serde::Serialize) -> Reply {
