@@ -37,8 +37,20 @@ TRANSPORT_LEVEL = {
 }
 
 # Gaps known and recorded rather than failing the run: (suite, via-target,
-# scenario) -> why (an era translation not built yet). None at present.
-KNOWN_GAPS: dict[tuple[str, str, str], str] = {}
+# scenario) -> why (an era translation not built yet).
+SESSION_ASKS = (
+    "with the upstream pinned to a session, it asks by server requests; turning those into "
+    "input_required results for a 2026-07-28 client (holding the upstream call between "
+    "rounds) is not built"
+)
+KNOWN_GAPS: dict[tuple[str, str, str], str] = {
+    ("2026", "via-target+session", f"input-required-result-{name}"): SESSION_ASKS
+    for name in (
+        "basic-elicitation", "basic-list-roots", "basic-sampling", "capability-check",
+        "multi-round", "multiple-input-requests", "non-tool-request", "request-state",
+        "result-type", "tampered-state",
+    )
+}
 
 SCENARIO_DIR = re.compile(r"^server-(.+)-\d{4}-\d{2}-\d{2}T[\d-]+Z$")
 CLIENT_DIR = re.compile(r"^(.+)-\d{4}-\d{2}-\d{2}T[\d-]+Z$")

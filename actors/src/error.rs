@@ -137,6 +137,9 @@ pub struct CallError {
     /// JSON-RPC error code from the upstream, when there was one.
     #[serde(skip_serializing_if = "Option::is_none", rename = "upstreamCode")]
     pub upstream_code: Option<i32>,
+    /// The upstream's JSON-RPC error `data`, passed on as it came.
+    #[serde(skip)]
+    pub upstream_data: Option<Box<serde_json::Value>>,
 }
 
 impl CallError {
@@ -149,6 +152,7 @@ impl CallError {
             services: Vec::new(),
             retry_after: None,
             upstream_code: None,
+            upstream_data: None,
         }
     }
 

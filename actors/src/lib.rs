@@ -25,5 +25,6 @@ pub use error::{CallError, Delivery, ErrorCategory};
 pub use health::{HealthMonitor, HealthStatus};
 pub use registry::Registry;
 pub use router::{CallOutcome, Execute, Router, RouterConfig};
+pub use service::{CallReply, Caller};
 pub use stream::{EventSink, StreamEvent};
 pub use supervisor::Supervisor;

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use actix::dev::SendError;
 use actix::prelude::*;
-use rmcp::model::{CallToolResult, JsonObject};
+use rmcp::model::JsonObject;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
@@ -29,7 +29,7 @@ use crate::health::HealthStatus;
 use crate::metrics::Metrics;
 use crate::registry::{Registry, ToolEntry};
 use crate::retry::RetryConfig;
-use crate::service::{CallJob, CallTool, ServiceHandle, ServiceState, Ticket};
+use crate::service::{CallJob, CallReply, CallTool, Caller, ServiceHandle, ServiceState, Ticket};
 use crate::stream::{EventSink, StreamEvent};
 
 /// Router settings.
@@ -63,13 +63,19 @@ pub struct Execute {
     pub arguments: Option<JsonObject>,
     /// Where progress and status events go.
     pub events: EventSink,
+    /// What the caller brings besides the arguments.
+    pub caller: Caller,
+    /// Only this service may take the call (the continuation of an
+    /// `input_required` round it started).
+    pub service: Option<String>,
 }
 
 /// A completed call.
 #[derive(Debug, Clone)]
 pub struct CallOutcome {
-    /// The upstream's result (it may itself be a tool error: `is_error`).
-    pub result: CallToolResult,
+    /// The upstream's answer (a result, which may itself be a tool error,
+    /// or a request for the caller's input).
+    pub result: CallReply,
     /// The service that produced it.
     pub service: String,
     /// Attempts it took (1 = no failover).
@@ -129,6 +135,10 @@ impl Handler<Execute> for Router {
                 &entry,
                 msg.arguments,
                 msg.events,
+                Assignment {
+                    caller: msg.caller,
+                    service: msg.service,
+                },
                 &directory,
                 &config,
                 &metrics,
@@ -137,12 +147,7 @@ impl Handler<Execute> for Router {
             let tool = entry.tool.name.as_ref();
             let seconds = started.elapsed().as_secs_f64();
             match &outcome {
-                Ok(done) => metrics.call(
-                    &done.service,
-                    tool,
-                    Ok(done.result.is_error == Some(true)),
-                    seconds,
-                ),
+                Ok(done) => metrics.call(&done.service, tool, Ok(done.result.is_error()), seconds),
                 Err(e) => {
                     let service = e.services.last().map_or("none", String::as_str);
                     metrics.call(service, tool, Err(e.category), seconds);
@@ -196,7 +201,7 @@ enum Handoff {
 
 /// The error, and whether the service is being replaced, for a call that
 /// could not be handed to its service actor.
-fn handoff_error(handoff: &Handoff, service: &str) -> (Result<CallToolResult, CallError>, bool) {
+fn handoff_error(handoff: &Handoff, service: &str) -> (Result<CallReply, CallError>, bool) {
     match handoff {
         Handoff::Full => (
             Err(CallError::new(
@@ -230,16 +235,26 @@ impl Exclusion {
     }
 }
 
-/// Candidates in routing order, skipping excluded incarnations.
+/// Who a call is for and where it must go.
+struct Assignment {
+    caller: Caller,
+    /// The one service allowed to take it, if any.
+    service: Option<String>,
+}
+
+/// Candidates in routing order, skipping excluded incarnations (and, for
+/// a pinned call, every other service).
 fn candidates(
     entry: &ToolEntry,
     directory: &Directory,
     excluded: &[Exclusion],
+    pinned: Option<&str>,
 ) -> Vec<Arc<ServiceHandle>> {
     best_first(
         entry
             .providers
             .iter()
+            .filter(|name| pinned.is_none_or(|p| p == name.as_str()))
             .filter_map(|name| directory.get(name))
             .filter(|h| !excluded.iter().any(|x| x.covers(h))),
     )
@@ -286,6 +301,7 @@ async fn execute(
     entry: &ToolEntry,
     arguments: Option<JsonObject>,
     events: EventSink,
+    assignment: Assignment,
     directory: &Directory,
     config: &RouterConfig,
     metrics: &Metrics,
@@ -314,7 +330,7 @@ async fn execute(
         }
         // The first candidate whose breaker lets the call through (a
         // half-open breaker admits one trial call at a time).
-        let target = candidates(entry, directory, &excluded)
+        let target = candidates(entry, directory, &excluded, assignment.service.as_deref())
             .into_iter()
             .find(|h| h.breaker_acquire());
         let Some(target) = target else {
@@ -364,6 +380,7 @@ async fn execute(
         let job = CallJob {
             name: entry.upstream_name.clone(),
             arguments: arguments.clone(),
+            caller: assignment.caller.clone(),
             events: events.clone(),
             ticket: ticket.clone(),
             timeout: target.spec.limits.call_timeout(),

@@ -15,7 +15,10 @@ use actix_web_lab::sse;
 use mcpvisor_actors::manifest::Streaming;
 use mcpvisor_actors::router::check_arguments;
 use mcpvisor_actors::stream::split_chunks;
-use mcpvisor_actors::{CallError, CallOutcome, ErrorCategory, EventSink, Execute, StreamEvent};
+use mcpvisor_actors::{
+    CallError, CallReply, Caller, ErrorCategory, EventSink, Execute, StreamEvent,
+};
+use rmcp::model::CallToolResult;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
@@ -104,6 +107,8 @@ async fn stream_call(
             tool: tool_name.clone(),
             arguments,
             events: sink,
+            caller: Caller::default(),
+            service: None,
         });
         tokio::pin!(call);
         // Status-mode tools say they are still working while they run.
@@ -164,10 +169,29 @@ async fn stream_call(
             }
         }
         let ok = match outcome {
-            Ok(Ok(done)) => {
-                out.result(done, streaming.as_ref(), &options).await;
-                true
-            }
+            Ok(Ok(done)) => match done.result {
+                CallReply::Complete(result) => {
+                    out.result(
+                        result,
+                        done.service,
+                        done.attempts,
+                        done.elapsed,
+                        streaming.as_ref(),
+                        &options,
+                    )
+                    .await;
+                    true
+                }
+                // Only callers that take input_required get one.
+                CallReply::InputRequired(_) => {
+                    let e = CallError::new(
+                        ErrorCategory::Internal,
+                        "the upstream asked for the caller's input, which this API cannot give",
+                    );
+                    out.send("error", body_of(&e)["error"].clone()).await;
+                    false
+                }
+            },
             Ok(Err(e)) => {
                 out.send("error", body_of(&e)["error"].clone()).await;
                 false
@@ -215,16 +239,13 @@ impl Emitter {
 
     async fn result(
         &mut self,
-        done: CallOutcome,
+        result: CallToolResult,
+        service: String,
+        attempts: u32,
+        elapsed: Duration,
         streaming: Option<&Streaming>,
         options: &StreamingOptions,
     ) {
-        let CallOutcome {
-            result,
-            service,
-            attempts,
-            elapsed,
-        } = done;
         let is_error = result.is_error.unwrap_or(false);
         let structured = result.structured_content.clone().or_else(|| {
             // Text-only servers (like the real Asana one) put JSON in text.

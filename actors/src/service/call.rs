@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResult, CancelledNotificationParam,
-    ClientRequest, InputRequiredResult, InputResponses, JsonObject, RequestId, ServerResult,
+    ClientRequest, InputRequiredResult, InputResponses, JsonObject, RequestId, RequestMetaObject,
+    ServerResult,
 };
 use rmcp::service::{Peer, PeerRequestOptions, RequestHandle, RoleClient};
 
@@ -49,10 +50,43 @@ impl Ticket {
     }
 }
 
+/// What the calling client brings to a call besides its arguments.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    /// Its declared capabilities: a 2026-07-28 upstream is told them with
+    /// the call, so it asks only for what the caller can give.
+    pub capabilities: Option<serde_json::Value>,
+    /// Its answers to an earlier `input_required` round.
+    pub input_responses: Option<InputResponses>,
+    /// The upstream's state from that round, echoed back.
+    pub request_state: Option<String>,
+    /// An upstream's `input_required` result goes back to the caller as it
+    /// is (a 2026-07-28 client answers it with a retry) instead of being
+    /// answered here by asking the caller.
+    pub takes_input_required: bool,
+}
+
+/// A tool call's answer: its result, or the caller's input the upstream
+/// needs first (2026-07-28, SEP-2322).
+#[derive(Debug, Clone)]
+pub enum CallReply {
+    Complete(CallToolResult),
+    InputRequired(InputRequiredResult),
+}
+
+impl CallReply {
+    /// Whether the tool reported an error (`isError`).
+    pub fn is_error(&self) -> bool {
+        matches!(self, Self::Complete(r) if r.is_error == Some(true))
+    }
+}
+
 /// What the service actor needs to run one call.
 pub struct CallJob {
     pub name: String,
     pub arguments: Option<JsonObject>,
+    /// What the caller brings besides the arguments.
+    pub caller: Caller,
     pub events: EventSink,
     pub ticket: Ticket,
     pub timeout: Duration,
@@ -69,15 +103,20 @@ pub struct CallJob {
 /// What one attempt produced; the job comes back for a possible retry.
 pub struct Attempt {
     pub job: CallJob,
-    pub outcome: Result<CallToolResult, CallError>,
+    pub outcome: Result<CallReply, CallError>,
     pub latency: Duration,
 }
 
 /// Runs one attempt of a call to completion.
-pub async fn run(peer: Peer<RoleClient>, handler: UpstreamHandler, mut job: CallJob) -> Attempt {
+pub async fn run(
+    peer: Peer<RoleClient>,
+    handler: UpstreamHandler,
+    stateless: bool,
+    mut job: CallJob,
+) -> Attempt {
     let started = Instant::now();
     job.attempt += 1;
-    let outcome = attempt(&peer, &handler, &job).await;
+    let outcome = attempt(&peer, &handler, stateless, &job).await;
     if let Err(e) = &outcome
         && e.delivery == Delivery::NeverSent
     {
@@ -96,12 +135,38 @@ const MAX_INPUT_ROUNDS: usize = 8;
 async fn attempt(
     peer: &Peer<RoleClient>,
     handler: &UpstreamHandler,
+    stateless: bool,
     job: &CallJob,
-) -> Result<CallToolResult, CallError> {
+) -> Result<CallReply, CallError> {
     let mut params = CallToolRequestParams::new(job.name.clone());
     params.arguments = job.arguments.clone();
+    params.input_responses = job.caller.input_responses.clone();
+    params.request_state = job.caller.request_state.clone();
+    // The caller's capabilities go with each request to a 2026-07-28
+    // upstream (a session's were fixed when it began).
+    let caller_meta = job
+        .caller
+        .capabilities
+        .as_ref()
+        .filter(|_| stateless)
+        .map(|caps| {
+            let mut meta = RequestMetaObject::new();
+            meta.0.0.insert(
+                "io.modelcontextprotocol/clientCapabilities".into(),
+                caps.clone(),
+            );
+            meta
+        });
+    let options = || {
+        let mut o = PeerRequestOptions::no_options();
+        o.meta = caller_meta.clone();
+        o
+    };
     for _ in 0..MAX_INPUT_ROUNDS {
-        match round(peer, handler, job, params.clone()).await? {
+        match round(peer, handler, job, params.clone(), options()).await? {
+            ServerResult::InputRequiredResult(required) if job.caller.takes_input_required => {
+                return Ok(CallReply::InputRequired(required));
+            }
             // A 2026-07-28 upstream needs the caller's input first: ask
             // the caller, then send the call again with the answers.
             ServerResult::InputRequiredResult(required) => {
@@ -109,7 +174,7 @@ async fn attempt(
                 params.input_responses = responses;
                 params.request_state = state;
             }
-            other => return into_call_result(other),
+            other => return into_call_result(other).map(CallReply::Complete),
         }
     }
     Err(CallError::new(
@@ -155,6 +220,7 @@ async fn round(
     handler: &UpstreamHandler,
     job: &CallJob,
     params: CallToolRequestParams,
+    options: PeerRequestOptions,
 ) -> Result<ServerResult, CallError> {
     let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
     if job.events.is_closed() {
@@ -164,10 +230,7 @@ async fn round(
         ));
     }
     job.ticket.mark_sent();
-    let handle = match peer
-        .send_request_with_option(request, PeerRequestOptions::no_options())
-        .await
-    {
+    let handle = match peer.send_request_with_option(request, options).await {
         Ok(h) => h,
         Err(e) => return Err(from_service_error(e, false)),
     };

@@ -22,11 +22,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use rmcp::model::CallToolResult;
+
 use rmcp::service::{Peer, RoleClient};
 use tokio::sync::{mpsc, oneshot};
 
-pub use call::{CallJob, Ticket};
+pub use call::{CallJob, CallReply, Caller, Ticket};
 pub use handle::{ServiceHandle, ServiceSnapshot, ServiceState};
 
 use crate::error::{CallError, ErrorCategory};
@@ -89,7 +89,7 @@ pub struct CallTool {
     /// The call.
     pub job: CallJob,
     /// Where the outcome goes.
-    pub reply: oneshot::Sender<Result<CallToolResult, CallError>>,
+    pub reply: oneshot::Sender<Result<CallReply, CallError>>,
 }
 
 /// The error of a call whose caller left before it was sent.
@@ -290,7 +290,7 @@ impl ServiceActor {
                 continue;
             }
             self.in_flight += 1;
-            let fut = call::run(live.peer.clone(), live.handler.clone(), job);
+            let fut = call::run(live.peer.clone(), live.handler.clone(), live.stateless, job);
             ctx.spawn(fut.into_actor(self).map(move |attempt, act, ctx| {
                 act.in_flight -= 1;
                 act.observe_call(&attempt.outcome, attempt.latency);
@@ -304,7 +304,7 @@ impl ServiceActor {
             .set_load(self.in_flight, self.queue.len() + self.waiting);
     }
 
-    fn observe_call(&mut self, outcome: &Result<CallToolResult, CallError>, latency: Duration) {
+    fn observe_call(&mut self, outcome: &Result<CallReply, CallError>, latency: Duration) {
         match outcome {
             Ok(_) => {
                 self.handle.breaker_record(true);

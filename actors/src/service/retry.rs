@@ -4,10 +4,9 @@
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use rmcp::model::CallToolResult;
 use tokio::sync::oneshot;
 
-use super::{CallJob, CallTool, ServiceActor, call};
+use super::{CallJob, CallReply, CallTool, ServiceActor, call};
 use crate::error::{CallError, Delivery};
 use crate::retry::RetryConfig;
 use crate::stream::StreamEvent;
@@ -18,7 +17,7 @@ impl ServiceActor {
         &mut self,
         ctx: &mut Context<Self>,
         attempt: call::Attempt,
-        reply: oneshot::Sender<Result<CallToolResult, CallError>>,
+        reply: oneshot::Sender<Result<CallReply, CallError>>,
     ) {
         let call::Attempt { job, outcome, .. } = attempt;
         let Err(e) = &outcome else {

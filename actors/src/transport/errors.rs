@@ -35,6 +35,7 @@ pub fn from_service_error(err: ServiceError, written: bool) -> CallError {
         ServiceError::McpError(e) => {
             let mut c = CallError::new(category_of_code(e.code), e.message.to_string());
             c.upstream_code = Some(e.code.0);
+            c.upstream_data = e.data.clone().map(Box::new);
             c
         }
         ServiceError::TransportSend(e) => return from_transport_error(e.error.as_ref(), written),

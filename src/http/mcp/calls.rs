@@ -11,9 +11,13 @@ use std::sync::Arc;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, Responder, web};
 use actix_web_lab::sse;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mcpvisor_actors::router::check_arguments;
 use mcpvisor_actors::stream::ClientAsk;
-use mcpvisor_actors::{CallError, ErrorCategory, EventSink, Execute, StreamEvent};
+use mcpvisor_actors::{
+    CallError, CallOutcome, CallReply, Caller, ErrorCategory, EventSink, Execute, StreamEvent,
+};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -54,6 +58,12 @@ pub async fn tools_call(
                 StatusCode::OK,
                 rpc_error(Some(&id), -32602, "`arguments` must be an object", None),
             );
+        }
+    };
+    let (caller, pinned) = match caller(&era, &params) {
+        Ok(c) => c,
+        Err(message) => {
+            return reply(StatusCode::OK, rpc_error(Some(&id), -32602, &message, None));
         }
     };
     let table = state.registry.snapshot();
@@ -99,6 +109,8 @@ pub async fn tools_call(
         tool: name,
         arguments,
         events: sink,
+        caller,
+        service: pinned,
     });
 
     if !era::accepts_sse(&req) {
@@ -114,7 +126,8 @@ pub async fn tools_call(
             () = cancelled => return HttpResponse::Accepted().finish(),
         };
         drop(events);
-        return reply(StatusCode::OK, rpc_result(&id, era.finish(render(outcome))));
+        let (status, body) = answer(&id, &era, outcome);
+        return reply(status, body);
     }
 
     let (tx, rx) = mpsc::channel::<sse::Event>(state.server.event_buffer.max(8));
@@ -152,7 +165,7 @@ pub async fn tools_call(
         while let Ok(event) = events.try_recv() {
             forward(&tx, &notes, event).await;
         }
-        let body = rpc_result(&id, era.finish(render(outcome)));
+        let (_, body) = answer(&id, &era, outcome);
         if let Ok(data) = sse::Data::new_json(body) {
             let _ = tx.send(data.event("message").into()).await;
         }
@@ -249,11 +262,118 @@ struct CallNotes {
 }
 
 /// The `tools/call` result for an outcome.
-fn render(
-    outcome: Result<Result<mcpvisor_actors::CallOutcome, CallError>, actix::MailboxError>,
-) -> Value {
+type Outcome = Result<Result<mcpvisor_actors::CallOutcome, CallError>, actix::MailboxError>;
+
+/// The JSON-RPC answer to a call, and the HTTP status it goes with. An
+/// upstream's own JSON-RPC error is passed on as it came (a protocol
+/// error stays one); mcpvisor's failures are tool results with their
+/// category in `_meta`, readable by the model.
+fn answer(id: &Value, era: &Era, outcome: Outcome) -> (StatusCode, Value) {
+    if let Ok(Err(e)) = &outcome
+        && let Some(code) = e.upstream_code
+    {
+        // MissingRequiredClientCapability is a 400 on HTTP (2026-07-28).
+        let status = if code == -32021 {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::OK
+        };
+        return (
+            status,
+            rpc_error(
+                Some(id),
+                code,
+                &e.message,
+                e.upstream_data.as_deref().cloned(),
+            ),
+        );
+    }
+    (StatusCode::OK, rpc_result(id, era.finish(render(outcome))))
+}
+
+/// What the caller brings to the call, and the service it must go to.
+/// A 2026-07-28 client answers an upstream's `input_required` itself, by
+/// calling again with `inputResponses` and the `requestState` it was given
+/// (which names the service that asked); a session client is asked on its
+/// call's stream instead. Both tell 2026-07-28 upstreams what they can do.
+fn caller(era: &Era, params: &Value) -> Result<(Caller, Option<String>), String> {
+    match era {
+        Era::Session(s) => Ok((
+            Caller {
+                capabilities: Some(s.client_capabilities.clone()),
+                ..Caller::default()
+            },
+            None,
+        )),
+        Era::Stateless => {
+            let input_responses = match params.get("inputResponses") {
+                None => None,
+                Some(Value::Object(o)) => {
+                    Some(o.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                }
+                Some(_) => return Err("`inputResponses` must be an object".into()),
+            };
+            let (service, request_state) = match params.get("requestState") {
+                None | Some(Value::Null) => (None, None),
+                Some(Value::String(state)) => {
+                    let (service, upstream) = unwrap_state(state)
+                        .ok_or_else(|| "`requestState` was not issued by mcpvisor".to_owned())?;
+                    (Some(service), upstream)
+                }
+                Some(_) => return Err("`requestState` must be a string".into()),
+            };
+            let capabilities =
+                era::meta(Some(params)).and_then(|m| m.get(era::META_CAPABILITIES).cloned());
+            Ok((
+                Caller {
+                    capabilities,
+                    input_responses,
+                    request_state,
+                    takes_input_required: true,
+                },
+                service,
+            ))
+        }
+    }
+}
+
+/// Prefix of the `requestState` mcpvisor hands out: the service that asked
+/// (base64url), then the upstream's own state, which stays opaque to us.
+const STATE_PREFIX: &str = "mcpvisor1.";
+
+fn wrap_state(service: &str, upstream: Option<&str>) -> String {
+    format!(
+        "{STATE_PREFIX}{}.{}",
+        URL_SAFE_NO_PAD.encode(service),
+        upstream.unwrap_or("")
+    )
+}
+
+fn unwrap_state(state: &str) -> Option<(String, Option<String>)> {
+    let (service, upstream) = state.strip_prefix(STATE_PREFIX)?.split_once('.')?;
+    let service = String::from_utf8(URL_SAFE_NO_PAD.decode(service).ok()?).ok()?;
+    Some((service, (!upstream.is_empty()).then(|| upstream.to_owned())))
+}
+
+fn render(outcome: Outcome) -> Value {
     match outcome {
-        Ok(Ok(done)) => serde_json::to_value(&done.result).unwrap_or_else(|e| {
+        Ok(Ok(CallOutcome {
+            result: CallReply::InputRequired(mut required),
+            service,
+            ..
+        })) => {
+            required.request_state = Some(wrap_state(&service, required.request_state.as_deref()));
+            serde_json::to_value(&required).unwrap_or_else(|e| {
+                error_result(&CallError::new(
+                    ErrorCategory::Internal,
+                    format!("unserialisable result: {e}"),
+                ))
+            })
+        }
+        Ok(Ok(CallOutcome {
+            result: CallReply::Complete(result),
+            ..
+        })) => serde_json::to_value(&result).unwrap_or_else(|e| {
             error_result(&CallError::new(
                 ErrorCategory::Internal,
                 format!("unserialisable result: {e}"),

@@ -146,11 +146,53 @@ fn tools() -> Vec<Tool> {
             }),
         ),
     ];
-    let defs = defs.into_iter().chain([(
-        "test_touch_resource",
-        "Marks a resource as changed: subscribers get notifications/resources/updated",
-        object_schema(json!({"uri": {"type": "string"}}), &["uri"]),
-    )]);
+    let mrtr = [
+        (
+            "elicitation",
+            "Asks for the caller's name by an input_required result",
+        ),
+        (
+            "sampling",
+            "Asks the caller's model a question by an input_required result",
+        ),
+        (
+            "list_roots",
+            "Asks for the caller's roots by an input_required result",
+        ),
+        (
+            "request_state",
+            "An input_required round that carries request state",
+        ),
+        (
+            "multiple_inputs",
+            "Asks for three inputs in one input_required round",
+        ),
+        ("multi_round", "Two input_required rounds before the result"),
+        (
+            "tampered_state",
+            "Refuses a retry whose request state was altered",
+        ),
+        (
+            "capabilities",
+            "Asks only for what the caller declared it can give",
+        ),
+    ]
+    .map(|(suffix, description)| {
+        (
+            format!("test_input_required_result_{suffix}"),
+            description,
+            object_schema(json!({}), &[]),
+        )
+    });
+    let defs = defs
+        .into_iter()
+        .map(|(n, d, s)| (n.to_owned(), d, s))
+        .chain([(
+            "test_touch_resource".to_owned(),
+            "Marks a resource as changed: subscribers get notifications/resources/updated",
+            object_schema(json!({"uri": {"type": "string"}}), &["uri"]),
+        )])
+        .chain(mrtr);
     defs.filter_map(|(name, description, schema)| {
         serde_json::from_value(
             json!({"name": name, "description": description, "inputSchema": schema}),
@@ -387,6 +429,9 @@ impl ServerHandler for Target {
                 result(json!([text(&format!("Elicitation completed: {answer}"))]))
             }
             "json_schema_2020_12_tool" => result(json!([text(&format!("Received: {args}"))])),
+            name if name.starts_with("test_input_required_result_") => {
+                mrtr_tool(&name["test_input_required_result_".len()..], &request, &cx)
+            }
             "test_touch_resource" => {
                 let _ = self.touched.send(arg("uri"));
                 result(json!([text(&format!("touched {}", arg("uri")))]))
@@ -547,7 +592,9 @@ impl ServerHandler for Target {
              "arguments": [required("arg1"), required("arg2")]},
             {"name": "test_prompt_with_embedded_resource",
              "description": "A prompt embedding a resource", "arguments": [required("resourceUri")]},
-            {"name": "test_prompt_with_image", "description": "A prompt with an image"}
+            {"name": "test_prompt_with_image", "description": "A prompt with an image"},
+            {"name": "test_input_required_result_prompt",
+             "description": "A prompt that needs the caller's context first"}
         ]}))
     }
 
@@ -577,6 +624,23 @@ impl ServerHandler for Target {
                 user(json!({"type": "image", "data": PNG, "mimeType": "image/png"})),
                 user(text("Please analyze the image above."))
             ]),
+            "test_input_required_result_prompt" => {
+                let context = request
+                    .input_responses
+                    .as_ref()
+                    .and_then(|r| r.get("user_context"))
+                    .and_then(|a| a.pointer("/content/context"))
+                    .and_then(Value::as_str);
+                let Some(context) = context else {
+                    let required: InputRequiredResult = serde_json::from_value(json!({
+                        "resultType": "input_required",
+                        "inputRequests": {"user_context": elicit("What is the context?", "context", "string")}
+                    }))
+                    .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+                    return Ok(GetPromptResponse::InputRequired(required));
+                };
+                json!([user(text(&format!("Prompt for context: {context}")))])
+            }
             other => {
                 return Err(ErrorData::invalid_params(
                     format!("Unknown prompt: {other}"),
@@ -608,6 +672,178 @@ impl ServerHandler for Target {
         _cx: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
         Ok(())
+    }
+}
+
+/// An `elicitation/create` input request for one field.
+fn elicit(message: &str, field: &str, kind: &str) -> Value {
+    json!({"method": "elicitation/create", "params": {
+        "message": message,
+        "requestedSchema": object_schema(json!({field: {"type": kind}}), &[field])}})
+}
+
+fn sample(question: &str) -> Value {
+    json!({"method": "sampling/createMessage", "params": {
+        "messages": [{"role": "user", "content": text(question)}], "maxTokens": 100}})
+}
+
+fn roots() -> Value {
+    json!({"method": "roots/list", "params": {}})
+}
+
+/// Signs request state with a key of this process (SipHash with random
+/// keys): an altered state fails verification.
+fn sign(payload: &str) -> String {
+    use std::hash::BuildHasher;
+    static KEY: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+        std::sync::OnceLock::new();
+    let tag = KEY.get_or_init(Default::default).hash_one(payload);
+    format!("{payload}~{tag:016x}")
+}
+
+/// The payload of a state this process signed.
+fn verify(state: &str) -> Option<&str> {
+    let (payload, _) = state.rsplit_once('~')?;
+    (sign(payload) == state).then_some(payload)
+}
+
+/// The `input_required` fixtures (SEP-2322), keyed by tool-name suffix.
+fn mrtr_tool(
+    which: &str,
+    request: &CallToolRequestParams,
+    cx: &RequestContext<RoleServer>,
+) -> Result<CallToolResponse, ErrorData> {
+    let responses = request.input_responses.clone().unwrap_or_default();
+    let state = request.request_state.as_deref();
+    let required =
+        |requests: Value, state: Option<String>| -> Result<CallToolResponse, ErrorData> {
+            let mut r = json!({"resultType": "input_required", "inputRequests": requests});
+            if let Some(s) = state {
+                r["requestState"] = json!(s);
+            }
+            serde_json::from_value(r)
+                .map(CallToolResponse::InputRequired)
+                .map_err(|e| ErrorData::internal_error(e.to_string(), None))
+        };
+    let bad_state = || ErrorData::invalid_params("invalid or altered requestState", None);
+    let accepted = |key: &str, field: &str| -> Result<Option<String>, ErrorData> {
+        let Some(answer) = responses.get(key) else {
+            return Ok(None);
+        };
+        let action = answer.get("action").and_then(Value::as_str);
+        if !matches!(action, Some("accept" | "decline" | "cancel")) {
+            return Err(ErrorData::invalid_params(
+                format!("inputResponses.{key} is not an elicitation result"),
+                None,
+            ));
+        }
+        let value = answer.pointer(&format!("/content/{field}"));
+        Ok(Some(value.map_or_else(String::new, |v| {
+            v.as_str().map_or_else(|| v.to_string(), str::to_owned)
+        })))
+    };
+    match which {
+        "elicitation" => match accepted("user_name", "name")? {
+            Some(name) => result(json!([text(&format!("Hello, {name}!"))])),
+            None => required(
+                json!({"user_name": elicit("What is your name?", "name", "string")}),
+                None,
+            ),
+        },
+        "sampling" => match responses.get("capital_question") {
+            Some(answer) => result(json!([text(&format!(
+                "The model said: {}",
+                answer
+                    .pointer("/content/text")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+            ))])),
+            None => required(
+                json!({"capital_question": sample("What is the capital of France?")}),
+                None,
+            ),
+        },
+        "list_roots" => match responses.get("client_roots") {
+            Some(answer) => result(json!([text(&format!("Roots: {}", answer["roots"]))])),
+            None => required(json!({"client_roots": roots()}), None),
+        },
+        "request_state" | "tampered_state" => match state {
+            None => required(
+                json!({"confirm": elicit("Proceed?", "ok", "boolean")}),
+                Some(sign(which)),
+            ),
+            Some(s) if verify(s) == Some(which) && responses.contains_key("confirm") => {
+                result(json!([text("state-ok")]))
+            }
+            Some(_) => Err(bad_state()),
+        },
+        "multiple_inputs" => match state {
+            None => required(
+                json!({
+                    "user_name": elicit("What is your name?", "name", "string"),
+                    "greeting": sample("Generate a greeting"),
+                    "client_roots": roots()
+                }),
+                Some(sign("multiple_inputs")),
+            ),
+            Some(s) if verify(s) == Some("multiple_inputs") => {
+                if ["user_name", "greeting", "client_roots"]
+                    .iter()
+                    .all(|k| responses.contains_key(*k))
+                {
+                    result(json!([text("all three inputs received")]))
+                } else {
+                    Err(ErrorData::invalid_params("missing input responses", None))
+                }
+            }
+            Some(_) => Err(bad_state()),
+        },
+        "multi_round" => match state.map(verify) {
+            None => required(
+                json!({"step1": elicit("What is your name?", "name", "string")}),
+                Some(sign("multi_round:1")),
+            ),
+            Some(Some("multi_round:1")) => required(
+                json!({"step2": elicit("What is your favourite colour?", "color", "string")}),
+                Some(sign("multi_round:2")),
+            ),
+            Some(Some("multi_round:2")) => match accepted("step2", "color")? {
+                Some(color) => result(json!([text(&format!("colour: {color}"))])),
+                None => Err(ErrorData::invalid_params("missing step2", None)),
+            },
+            Some(_) => Err(bad_state()),
+        },
+        "capabilities" => {
+            if !responses.is_empty() {
+                return result(json!([text("inputs received")]));
+            }
+            let caps = cx.meta.client_capabilities().unwrap_or_default();
+            let mut requests = serde_json::Map::new();
+            if caps.sampling.is_some() {
+                requests.insert("question".into(), sample("Anything to add?"));
+            }
+            if caps.elicitation.is_some() {
+                requests.insert(
+                    "name".into(),
+                    elicit("What is your name?", "name", "string"),
+                );
+            }
+            if caps.roots.is_some() {
+                requests.insert("roots".into(), roots());
+            }
+            if requests.is_empty() {
+                return Err(ErrorData::new(
+                    rmcp::model::ErrorCode(-32021),
+                    "this tool needs sampling, elicitation or roots",
+                    Some(json!({"requiredCapabilities": {"sampling": {}}})),
+                ));
+            }
+            required(Value::Object(requests), None)
+        }
+        other => Err(ErrorData::invalid_params(
+            format!("Unknown tool: test_input_required_result_{other}"),
+            None,
+        )),
     }
 }
 
