@@ -44,6 +44,8 @@ SESSION_ASKS = (
     "rounds) is not built"
 )
 KNOWN_GAPS: dict[tuple[str, str, str], str] = {
+    ("2026", "via-target+session", "server-stateless"): SESSION_ASKS,
+} | {
     ("2026", "via-target+session", f"input-required-result-{name}"): SESSION_ASKS
     for name in (
         "basic-elicitation", "basic-list-roots", "basic-sampling", "capability-check",

@@ -113,22 +113,48 @@ pub async fn tools_call(
         service: pinned,
     });
 
+    let cancel = tracked.as_ref().map(|t| t.token.clone());
+    let cancelled = async move {
+        match cancel {
+            Some(token) => token.cancelled_owned().await,
+            None => std::future::pending().await,
+        }
+    };
+    let mut call = Box::pin(call);
+    tokio::pin!(cancelled);
     if !era::accepts_sse(&req) {
         // One JSON answer; progress has nowhere to go.
-        let cancelled = async {
-            match &tracked {
-                Some(t) => t.token.cancelled().await,
-                None => std::future::pending().await,
-            }
-        };
         let outcome = tokio::select! {
-            o = call => o,
-            () = cancelled => return HttpResponse::Accepted().finish(),
+            o = &mut call => o,
+            () = &mut cancelled => return HttpResponse::Accepted().finish(),
         };
         drop(events);
         let (status, body) = answer(&id, &era, outcome);
         return reply(status, body);
     }
+    // The client takes either. Until there is something to stream (or a
+    // heartbeat's time has passed), wait: a call that ends first gets one
+    // JSON answer, with the HTTP status its error calls for.
+    let window = tokio::time::sleep(state.heartbeat());
+    tokio::pin!(window);
+    let first = loop {
+        tokio::select! {
+            biased;
+            Some(event) = events.recv() => {
+                if notes.renders(&event) {
+                    break Some(First::Event(event));
+                }
+            }
+            Some(ask) = next_ask(&mut asks) => break Some(First::Ask(ask)),
+            o = &mut call => {
+                drop(events);
+                let (status, body) = answer(&id, &era, o);
+                return reply(status, body);
+            }
+            () = &mut cancelled => return HttpResponse::Accepted().finish(),
+            () = &mut window => break None,
+        }
+    };
 
     let (tx, rx) = mpsc::channel::<sse::Event>(state.server.event_buffer.max(8));
     let open = state.metrics.stream_opened("mcp_call");
@@ -147,7 +173,16 @@ pub async fn tools_call(
                 None => std::future::pending().await,
             }
         };
-        tokio::pin!(call, cancelled);
+        tokio::pin!(cancelled);
+        match first {
+            Some(First::Event(event)) => forward(&tx, &notes, event).await,
+            Some(First::Ask(ask)) => {
+                if let Some(session) = &session {
+                    asked.ids.push(relay_ask(&tx, session, ask).await);
+                }
+            }
+            None => {}
+        }
         let outcome = loop {
             tokio::select! {
                 biased;
@@ -251,6 +286,12 @@ impl Drop for AskedOnBehalf {
     }
 }
 
+/// The first thing a call has to stream.
+enum First {
+    Event(StreamEvent),
+    Ask(ClientAsk),
+}
+
 /// What a call's client asked to hear about besides its result.
 struct CallNotes {
     /// Its `progressToken`, if it gave one.
@@ -259,6 +300,17 @@ struct CallNotes {
     /// session revisions let servers log at will); in 2026-07-28 only when
     /// the request names a log level in `_meta`.
     logs: bool,
+}
+
+impl CallNotes {
+    /// Whether `event` becomes a message on this call's stream.
+    fn renders(&self, event: &StreamEvent) -> bool {
+        match event {
+            StreamEvent::Progress { .. } => self.progress_token.is_some(),
+            StreamEvent::Log { .. } => self.logs,
+            StreamEvent::Status { .. } => false,
+        }
+    }
 }
 
 /// The `tools/call` result for an outcome.

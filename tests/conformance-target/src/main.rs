@@ -48,14 +48,17 @@ const WAV: &str =
 struct Target {
     /// URIs touched by `test_touch_resource`, for every session.
     touched: broadcast::Sender<String>,
+    /// Tool list changes announced by `test_trigger_tool_change`.
+    tools_changed: broadcast::Sender<()>,
     /// Session-era subscriptions: URI -> the task notifying them.
     subscriptions: Arc<Mutex<HashMap<String, tokio::task::AbortHandle>>>,
 }
 
 impl Target {
-    fn new(touched: broadcast::Sender<String>) -> Self {
+    fn new(touched: broadcast::Sender<String>, tools_changed: broadcast::Sender<()>) -> Self {
         Self {
             touched,
+            tools_changed,
             subscriptions: Arc::default(),
         }
     }
@@ -192,7 +195,28 @@ fn tools() -> Vec<Tool> {
             "Marks a resource as changed: subscribers get notifications/resources/updated",
             object_schema(json!({"uri": {"type": "string"}}), &["uri"]),
         )])
-        .chain(mrtr);
+        .chain(mrtr)
+        .chain(
+            [
+                (
+                    "test_missing_capability",
+                    "Needs the caller's sampling capability",
+                ),
+                (
+                    "test_streaming_elicitation",
+                    "Asks for input without a server request",
+                ),
+                (
+                    "test_logging_tool",
+                    "Logs only at a level the caller asked for",
+                ),
+                (
+                    "test_trigger_tool_change",
+                    "Announces a tool list change to listeners",
+                ),
+            ]
+            .map(|(n, d)| (n.to_owned(), d, object_schema(json!({}), &[]))),
+        );
     defs.filter_map(|(name, description, schema)| {
         serde_json::from_value(
             json!({"name": name, "description": description, "inputSchema": schema}),
@@ -273,7 +297,7 @@ async fn log(peer: &Peer<RoleServer>, data: &str) {
 impl ServerHandler for Target {
     fn get_info(&self) -> ServerConfig {
         let capabilities: ServerCapabilities = serde_json::from_value(json!({
-            "tools": {},
+            "tools": {"listChanged": true},
             "resources": {"subscribe": true},
             "prompts": {},
             "logging": {},
@@ -432,6 +456,46 @@ impl ServerHandler for Target {
             name if name.starts_with("test_input_required_result_") => {
                 mrtr_tool(&name["test_input_required_result_".len()..], &request, &cx)
             }
+            "test_missing_capability" => {
+                if cx
+                    .meta
+                    .client_capabilities()
+                    .is_some_and(|c| c.sampling.is_some())
+                {
+                    return result(json!([text("sampling is available")]));
+                }
+                Err(ErrorData::new(
+                    rmcp::model::ErrorCode(-32021),
+                    "this tool needs the client's sampling capability",
+                    Some(json!({"requiredCapabilities": {"sampling": {}}})),
+                ))
+            }
+            "test_streaming_elicitation" => {
+                if let Some(answer) = request
+                    .input_responses
+                    .as_ref()
+                    .and_then(|r| r.get("confirm"))
+                {
+                    return result(json!([text(&format!("answered: {answer}"))]));
+                }
+                let required: InputRequiredResult = from(json!({
+                    "resultType": "input_required",
+                    "inputRequests": {"confirm": elicit("Continue?", "ok", "boolean")}
+                }))?;
+                Ok(CallToolResponse::InputRequired(required))
+            }
+            "test_logging_tool" => {
+                // Only a request that names a level hears logs (2026-07-28).
+                let level = cx.meta.0.0.get("io.modelcontextprotocol/logLevel").cloned();
+                if level.is_some() {
+                    log(&cx.peer, "logging tool ran").await;
+                }
+                result(json!([text("logged only if asked")]))
+            }
+            "test_trigger_tool_change" => {
+                let _ = self.tools_changed.send(());
+                result(json!([text("tool list change announced")]))
+            }
             "test_touch_resource" => {
                 let _ = self.touched.send(arg("uri"));
                 result(json!([text(&format!("touched {}", arg("uri")))]))
@@ -552,6 +616,7 @@ impl ServerHandler for Target {
     ) -> Option<SubscriptionFilter> {
         let mut accepted = SubscriptionFilter::default();
         accepted.resource_subscriptions = requested.resource_subscriptions.clone();
+        accepted.tools_list_changed = requested.tools_list_changed;
         Some(accepted)
     }
 
@@ -563,10 +628,17 @@ impl ServerHandler for Target {
             .resource_subscriptions
             .clone()
             .unwrap_or_default();
+        let tools = cx.sink().accepted().tools_list_changed == Some(true);
         let mut touched = self.touched.subscribe();
+        let mut tool_changes = self.tools_changed.subscribe();
         loop {
             tokio::select! {
                 () = cx.cancelled() => return Ok(()),
+                Ok(()) = tool_changes.recv(), if tools => {
+                    if cx.sink().notify_tool_list_changed().await.is_err() {
+                        return Ok(());
+                    }
+                }
                 changed = touched.recv() => match changed {
                     Ok(uri) if wanted.contains(&uri) => {
                         if cx.sink().notify_resource_updated(uri).await.is_err() {
@@ -858,7 +930,7 @@ async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.as_slice() {
         [] => {
-            let running = Target::new(broadcast::channel(64).0)
+            let running = Target::new(broadcast::channel(64).0, broadcast::channel(8).0)
                 .serve(rmcp::transport::stdio())
                 .await?;
             running.waiting().await?;
@@ -873,7 +945,8 @@ async fn serve_http(addr: std::net::SocketAddr) -> anyhow::Result<()> {
     let service = Arc::new(StreamableHttpService::new(
         {
             let touched = broadcast::channel(64).0;
-            move || Ok(Target::new(touched.clone()))
+            let tools_changed = broadcast::channel(8).0;
+            move || Ok(Target::new(touched.clone(), tools_changed.clone()))
         },
         Arc::new(LocalSessionManager::default()),
         StreamableHttpServerConfig::default(),
