@@ -266,21 +266,35 @@ fn candidates(
 pub(crate) fn best_first<'a>(
     services: impl Iterator<Item = &'a Arc<ServiceHandle>>,
 ) -> Vec<Arc<ServiceHandle>> {
-    let mut c: Vec<(u8, Arc<ServiceHandle>)> = services
+    // Each key is read once: they are live figures other threads update.
+    let mut c: Vec<(RouteKey, Arc<ServiceHandle>)> = services
         .filter(|h| h.breaker_admits())
-        .filter_map(|h| rank(h).map(|r| (r, h.clone())))
+        .filter_map(|h| {
+            rank(h).map(|r| {
+                let key = (
+                    h.throttled_for().is_some(),
+                    r,
+                    std::cmp::Reverse(h.spec.priority),
+                    h.in_flight(),
+                    h.latency_ewma_us(),
+                );
+                (key, h.clone())
+            })
+        })
         .collect();
-    c.sort_by(|(ra, a), (rb, b)| {
-        a.throttled_for()
-            .is_some()
-            .cmp(&b.throttled_for().is_some())
-            .then(ra.cmp(rb))
-            .then(b.spec.priority.cmp(&a.spec.priority))
-            .then(a.in_flight().cmp(&b.in_flight()))
-            .then(a.latency_ewma_us().cmp(&b.latency_ewma_us()))
-    });
+    c.sort_by_key(|(key, _)| *key);
     c.into_iter().map(|(_, h)| h).collect()
 }
+
+/// Routing order of one replica, smallest first: throttled, health rank,
+/// priority (highest first), in-flight calls, latency.
+type RouteKey = (
+    bool,
+    u8,
+    std::cmp::Reverse<crate::manifest::Priority>,
+    usize,
+    u64,
+);
 
 /// Whether any provider may become usable soon: it is starting or
 /// restarting, or its actor just died under this call and the supervisor
