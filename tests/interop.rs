@@ -593,3 +593,65 @@ fn mcp_inspector_cli_lists_calls_and_reads() {
     );
     assert!(prompt.to_string().contains("Oslo"), "{prompt}");
 }
+
+#[test]
+fn python_clients_cancel_a_call_and_the_upstream_stops_it() {
+    let Some(peers) = peers() else { return };
+    // One HTTP replica, slow enough per step for a cancellation to land
+    // mid-call; its /sim/stats counts calls cancelled by the client.
+    let d = Daemon::start(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[[services]]
+name = "web"
+transport = "streamable_http"
+command = "@self"
+args = ["sim", "--http", "127.0.0.1:{port}", "--unit-latency-ms", "50"]
+url = "http://127.0.0.1:{port}/mcp"
+manifest = "builtin:asana"
+"#,
+    );
+    let stats_url = d.service("web")["endpoint"]
+        .as_str()
+        .unwrap()
+        .replace("/mcp", "/sim/stats");
+    let cancelled = |_: &Daemon| -> u64 {
+        let stats: Value = common::client()
+            .get(&stats_url)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        stats["cancelled"].as_u64().unwrap_or(0)
+    };
+    let url = d.url("/mcp");
+    let args = json!({"project_id": PROJECT}).to_string();
+    let cancel = [("MCP_CANCEL_AFTER_PROGRESS", "2")];
+    let runs = [
+        (".venv-mcp1", "mcp1_client.py", None),
+        (".venv-mcp2", "mcp2_client.py", Some("2026-07-28")),
+        (".venv-mcp2", "mcp2_client.py", Some("legacy")),
+    ];
+    for (n, (venv, script, mode)) in runs.into_iter().enumerate() {
+        let env: Vec<(&str, &str)> = mode
+            .map(|m| ("MCP_MODE", m))
+            .into_iter()
+            .chain(cancel)
+            .collect();
+        let out = python_client(
+            &peers,
+            venv,
+            script,
+            &env,
+            &[&url, "asana_get_project_hierarchy", &args],
+        );
+        assert!(out.contains("cancelled"), "{script} {mode:?}: {out}");
+        assert!(!out.contains("completed before"), "{out}");
+        d.wait_until(
+            "the upstream to stop the call",
+            std::time::Duration::from_secs(10),
+            |d| cancelled(d) > n as u64,
+        );
+    }
+}

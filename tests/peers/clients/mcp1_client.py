@@ -2,13 +2,15 @@
 
 usage: mcp1_client.py URL [TOOL [JSON_ARGS]]
 Connects (initialize handshake, session mode), lists tools, optionally calls TOOL with a
-progress callback, prints one line per event. Exit 0 on success, 1 if the tool result isError.
+progress callback, prints one line per event. Exit 0 on success, 1 if the tool result isError. With MCP_CANCEL_AFTER_PROGRESS=N
+the call is abandoned after N progress notifications ("cancelled" is printed).
 """
 import asyncio
 import json
 import os
 import sys
 
+import anyio
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
@@ -29,6 +31,30 @@ async def main(url: str, tool: str | None, args: dict) -> int:
             async def on_progress(progress: float, total: float | None, message: str | None) -> None:
                 print(f"progress {progress}/{total} {message or ''}".rstrip(), flush=True)
 
+            cancel_after = int(os.environ.get("MCP_CANCEL_AFTER_PROGRESS", "0"))
+            if cancel_after:
+                # Abandon the call after that many progress notifications: the SDK
+                # tells the server (notifications/cancelled, or closing the stream).
+                seen = anyio.Event()
+                count = 0
+
+                async def counting(progress: float, total: float | None, message: str | None) -> None:
+                    nonlocal count
+                    await on_progress(progress, total, message)
+                    count += 1
+                    if count >= cancel_after:
+                        seen.set()
+
+                async with anyio.create_task_group() as tg:
+                    async def run() -> None:
+                        await session.call_tool(tool, args, progress_callback=counting)
+                        print("completed before the cancellation")
+
+                    tg.start_soon(run)
+                    await seen.wait()
+                    tg.cancel_scope.cancel()
+                print("cancelled", flush=True)
+                return 0
             result = await session.call_tool(tool, args, progress_callback=on_progress)
             for block in result.content:
                 print(f"result[{block.type}]: {getattr(block, 'text', '')}")

@@ -5,13 +5,15 @@ mode=auto probes `server/discover` at 2026-07-28 and falls back to the initializ
 (session mode) when the server is not a 2026-07-28 server; legacy forces the handshake;
 "2026-07-28" adopts the stateless revision directly, without a probe.
 Lists tools, optionally calls TOOL with a progress callback, prints one line per event.
-Exit 0 on success, 1 if the tool result isError.
+Exit 0 on success, 1 if the tool result isError. With MCP_CANCEL_AFTER_PROGRESS=N
+the call is abandoned after N progress notifications ("cancelled" is printed).
 """
 import asyncio
 import json
 import os
 import sys
 
+import anyio
 from mcp import Client
 
 SCENARIO_CALLS = {"tools_call": ("add_numbers", {"a": 1, "b": 2}), "sse-retry": ("test_reconnection", {})}
@@ -31,6 +33,30 @@ async def main(url: str, tool: str | None, args: dict) -> int:
         async def on_progress(progress: float, total: float | None, message: str | None) -> None:
             print(f"progress {progress}/{total} {message or ''}".rstrip(), flush=True)
 
+        cancel_after = int(os.environ.get("MCP_CANCEL_AFTER_PROGRESS", "0"))
+        if cancel_after:
+            # Abandon the call after that many progress notifications: the SDK
+            # tells the server (notifications/cancelled, or closing the stream).
+            seen = anyio.Event()
+            count = 0
+
+            async def counting(progress: float, total: float | None, message: str | None) -> None:
+                nonlocal count
+                await on_progress(progress, total, message)
+                count += 1
+                if count >= cancel_after:
+                    seen.set()
+
+            async with anyio.create_task_group() as tg:
+                async def run() -> None:
+                    await client.call_tool(tool, args, progress_callback=counting)
+                    print("completed before the cancellation")
+
+                tg.start_soon(run)
+                await seen.wait()
+                tg.cancel_scope.cancel()
+            print("cancelled", flush=True)
+            return 0
         result = await client.call_tool(tool, args, progress_callback=on_progress)
         for block in result.content:
             print(f"result[{block.type}]: {getattr(block, 'text', '')}")
