@@ -55,6 +55,7 @@ impl AppState {
             Duration::from_secs(server.session_idle_secs),
             server.max_sessions,
         ));
+        mcp::Sessions::sweep(&sessions);
         Self {
             router,
             supervisor,

@@ -107,7 +107,11 @@ async fn stream_call(
             tool: tool_name.clone(),
             arguments,
             events: sink,
-            caller: Caller::default(),
+            // This API cannot ask its caller anything: upstreams are told so.
+            caller: Caller {
+                capabilities: Some(json!({})),
+                ..Caller::default()
+            },
             service: None,
         });
         tokio::pin!(call);

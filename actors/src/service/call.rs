@@ -170,15 +170,16 @@ async fn attempt(
             // A 2026-07-28 upstream needs the caller's input first: ask
             // the caller, then send the call again with the answers.
             ServerResult::InputRequiredResult(required) => {
-                let (responses, state) = fulfil(&job.events, required).await?;
+                let (responses, state) = fulfil(&job.events, required, job.timeout).await?;
                 params.input_responses = responses;
                 params.request_state = state;
             }
             other => return into_call_result(other).map(CallReply::Complete),
         }
     }
+    // The caller's answers never satisfied it: not the service's fault.
     Err(CallError::new(
-        ErrorCategory::Protocol,
+        ErrorCategory::Validation,
         format!("no result after {MAX_INPUT_ROUNDS} rounds of input_required"),
     )
     .maybe_sent())
@@ -189,6 +190,7 @@ async fn attempt(
 async fn fulfil(
     caller: &EventSink,
     required: InputRequiredResult,
+    patience: Duration,
 ) -> Result<(Option<InputResponses>, Option<String>), CallError> {
     let mut responses = InputResponses::new();
     for (key, request) in required.input_requests.unwrap_or_default() {
@@ -198,13 +200,26 @@ async fn fulfil(
             .get("params")
             .cloned()
             .unwrap_or_else(|| serde_json::json!({}));
-        let answer = caller.ask(&method, params).await.map_err(|e| {
-            CallError::new(
-                ErrorCategory::Validation,
-                format!("the upstream needs {method} from the caller: {}", e.message),
-            )
-            .maybe_sent()
-        })?;
+        let answer = match tokio::time::timeout(patience, caller.ask(&method, params)).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(e)) => {
+                return Err(CallError::new(
+                    ErrorCategory::Validation,
+                    format!("the upstream needs {method} from the caller: {}", e.message),
+                )
+                .maybe_sent());
+            }
+            Err(_) => {
+                return Err(CallError::new(
+                    ErrorCategory::Cancelled,
+                    format!(
+                        "the caller did not answer {method} within {} ms",
+                        patience.as_millis()
+                    ),
+                )
+                .maybe_sent());
+            }
+        };
         responses.insert(key, answer);
     }
     Ok((
@@ -230,6 +245,7 @@ async fn round(
         ));
     }
     job.ticket.mark_sent();
+    let _outstanding = handler.outstanding();
     let handle = match peer.send_request_with_option(request, options).await {
         Ok(h) => h,
         Err(e) => return Err(from_service_error(e, false)),

@@ -136,7 +136,9 @@ pub struct ServiceActor {
     waiting: usize,
     /// Open `subscriptions/listen` streams for watched resources (2026-07-28
     /// upstreams), by URI.
-    resource_listens: std::collections::HashMap<String, SpawnHandle>,
+    resource_listens: std::collections::HashMap<String, (u64, SpawnHandle)>,
+    /// Numbers the listen streams, so one that ended is told from its successor.
+    listen_seq: u64,
     /// A dispatch is scheduled for when the upstream's Retry-After ends.
     throttle_timer: bool,
     exit: ExitNotice,
@@ -166,6 +168,7 @@ impl ServiceActor {
             probe_failures: 0,
             waiting: 0,
             resource_listens: std::collections::HashMap::new(),
+            listen_seq: 0,
             throttle_timer: false,
             exit: ExitNotice {
                 supervisor,
@@ -265,6 +268,16 @@ impl ServiceActor {
     /// upstream's Retry-After lasts; they go when it ends.
     fn dispatch(&mut self, ctx: &mut Context<Self>) {
         if let Some(wait) = self.handle.throttled_for() {
+            // Callers who gave up while the upstream's Retry-After lasts are
+            // answered now, and their breaker admissions handed back.
+            for c in std::mem::take(&mut self.queue) {
+                if c.reply.is_closed() || c.job.events.is_closed() {
+                    self.handle.breaker_release();
+                    let _ = c.reply.send(Err(gone()));
+                } else {
+                    self.queue.push_back(c);
+                }
+            }
             if !self.throttle_timer {
                 self.throttle_timer = true;
                 ctx.run_later(wait, |act, ctx| {
@@ -356,9 +369,9 @@ impl Handler<CallTool> for ServiceActor {
     type Result = ();
 
     fn handle(&mut self, msg: CallTool, ctx: &mut Context<Self>) {
-        let busy =
-            self.live.is_none() || self.in_flight >= self.handle.spec.limits.max_in_flight.max(1);
-        if busy && self.queue.len() >= self.handle.spec.limits.max_queue {
+        // The queue is bounded whatever keeps calls in it (no connection
+        // yet, the in-flight limit, an upstream's Retry-After).
+        if self.queue.len() >= self.handle.spec.limits.max_queue {
             let err = CallError::new(
                 ErrorCategory::Overload,
                 format!(

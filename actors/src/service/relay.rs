@@ -46,8 +46,12 @@ impl Handler<Forward> for ServiceActor {
         };
         let peer = live.peer.clone();
         let timeout = self.handle.spec.limits.call_timeout();
+        // A relayed request counts against attributing server requests and
+        // log messages to a single running call.
+        let outstanding = live.handler.outstanding();
         ctx.spawn(
             async move {
+                let _outstanding = outstanding;
                 let outcome =
                     match tokio::time::timeout(timeout, peer.send_request(msg.request)).await {
                         Ok(Ok(result)) => Ok(result),
@@ -129,6 +133,20 @@ impl Handler<Watch> for ServiceActor {
     type Result = ();
 
     fn handle(&mut self, msg: Watch, ctx: &mut Context<Self>) {
+        // The catalog's count decides: messages from a watcher leaving and
+        // one arriving can cross, so an "off" while someone still watches
+        // (or an "on" after the last left) is stale.
+        let watched = self
+            .registry
+            .catalog()
+            .watched(self.name())
+            .contains(&msg.uri);
+        if msg.on != watched {
+            if let Some(reply) = msg.reply {
+                let _ = reply.send(Ok(()));
+            }
+            return;
+        }
         self.watch_upstream(ctx, msg.uri, msg.on, msg.reply);
     }
 }
@@ -172,12 +190,14 @@ impl ServiceActor {
                     UnsubscribeRequestParams::new(uri),
                 ))
             };
+            let timeout = self.handle.spec.limits.call_timeout();
             ctx.spawn(
                 async move {
-                    let r = match peer.send_request(request).await {
-                        Ok(_) => Ok(()),
-                        Err(rmcp::ServiceError::McpError(e)) => Err(RelayError::Upstream(e)),
-                        Err(e) => Err(RelayError::Failed(from_service_error(e, true))),
+                    let r = match tokio::time::timeout(timeout, peer.send_request(request)).await {
+                        Ok(Ok(_)) => Ok(()),
+                        Ok(Err(rmcp::ServiceError::McpError(e))) => Err(RelayError::Upstream(e)),
+                        Ok(Err(e)) => Err(RelayError::Failed(from_service_error(e, true))),
+                        Err(_) => Err(RelayError::Failed(timed_out(timeout))),
                     };
                     respond(reply, r);
                 }
@@ -186,7 +206,7 @@ impl ServiceActor {
             return;
         }
         if !on {
-            if let Some(handle) = self.resource_listens.remove(&uri) {
+            if let Some((_, handle)) = self.resource_listens.remove(&uri) {
                 ctx.cancel_future(handle);
             }
             respond(reply, Ok(()));
@@ -199,18 +219,26 @@ impl ServiceActor {
         let catalog_uri = uri.clone();
         let service = self.name().to_owned();
         let registry = self.registry.clone();
+        let timeout = self.handle.spec.limits.call_timeout();
+        self.listen_seq += 1;
+        let seq = self.listen_seq;
+        let ended_uri = uri.clone();
         let handle = ctx.spawn(
             async move {
                 let filter = SubscriptionFilter::builder()
                     .resource_subscriptions([catalog_uri.clone()])
                     .build();
-                let mut sub = match peer.listen(filter).await {
-                    Ok(sub) => {
+                let mut sub = match tokio::time::timeout(timeout, peer.listen(filter)).await {
+                    Ok(Ok(sub)) => {
                         respond(reply, Ok(()));
                         sub
                     }
-                    Err(e) => {
+                    Ok(Err(e)) => {
                         respond(reply, Err(RelayError::Failed(from_service_error(e, true))));
+                        return;
+                    }
+                    Err(_) => {
+                        respond(reply, Err(RelayError::Failed(timed_out(timeout))));
                         return;
                     }
                 };
@@ -224,9 +252,19 @@ impl ServiceActor {
                 }
                 tracing::debug!(%service, uri = %catalog_uri, "resource subscription ended");
             }
-            .into_actor(self),
+            .into_actor(self)
+            .map(move |(), act, _| {
+                // Ended on its own: forget it, so the next watcher reopens it.
+                if act
+                    .resource_listens
+                    .get(&ended_uri)
+                    .is_some_and(|(s, _)| *s == seq)
+                {
+                    act.resource_listens.remove(&ended_uri);
+                }
+            }),
         );
-        self.resource_listens.insert(uri, handle);
+        self.resource_listens.insert(uri, (seq, handle));
     }
 
     /// An upstream's `notifications/resources/updated` (session revisions).
@@ -236,4 +274,12 @@ impl ServiceActor {
             uri,
         });
     }
+}
+
+fn timed_out(timeout: std::time::Duration) -> CallError {
+    CallError::new(
+        ErrorCategory::Timeout,
+        format!("no answer within {} ms", timeout.as_millis()),
+    )
+    .maybe_sent()
 }

@@ -25,8 +25,12 @@ impl ServiceActor {
             return;
         };
         if let Some(wait) = e.retry_after {
-            // Every call waits, not only this one: the upstream asked.
-            self.handle.throttle(Instant::now() + wait);
+            // Every call waits, not only this one: the upstream asked. No
+            // longer than a call may last, whatever it asked for.
+            let wait = wait.min(job.retry.deadline());
+            if let Some(until) = Instant::now().checked_add(wait) {
+                self.handle.throttle(until);
+            }
         }
         let Some(delay) = self.retry_delay(&job, e) else {
             let _ = reply.send(outcome);
@@ -76,6 +80,9 @@ impl ServiceActor {
             return None;
         }
         let delay = policy.delay(job.attempt, e.retry_after, fastrand::f64());
-        (Instant::now() + delay <= job.deadline).then_some(delay)
+        Instant::now()
+            .checked_add(delay)
+            .is_some_and(|at| at <= job.deadline)
+            .then_some(delay)
     }
 }

@@ -6,6 +6,7 @@
 //! registry.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use dashmap::DashMap;
 use rmcp::ClientHandler;
@@ -42,6 +43,10 @@ pub enum UpstreamEvent {
 #[derive(Clone)]
 pub struct UpstreamHandler {
     progress: Arc<DashMap<ProgressToken, EventSink>>,
+    /// Requests to the upstream that a server request or log message could
+    /// belong to (tool call rounds and relayed requests), counted from
+    /// before they are sent.
+    outstanding: Arc<AtomicUsize>,
     events: mpsc::UnboundedSender<UpstreamEvent>,
     /// Version asked for by an `initialize` handshake.
     protocol_version: ProtocolVersion,
@@ -52,6 +57,7 @@ impl UpstreamHandler {
     pub fn new(events: mpsc::UnboundedSender<UpstreamEvent>) -> Self {
         Self {
             progress: Arc::new(DashMap::new()),
+            outstanding: Arc::new(AtomicUsize::new(0)),
             events,
             protocol_version: ProtocolVersion::V_2025_11_25,
         }
@@ -78,6 +84,15 @@ impl UpstreamHandler {
     }
 }
 
+/// One outstanding upstream request (see [`UpstreamHandler::outstanding`]).
+pub struct OutstandingGuard(Arc<AtomicUsize>);
+
+impl Drop for OutstandingGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Removes a progress route when the call ends.
 pub struct ProgressGuard {
     map: Arc<DashMap<ProgressToken, EventSink>>,
@@ -91,6 +106,23 @@ impl Drop for ProgressGuard {
 }
 
 impl UpstreamHandler {
+    /// The one call a server request or log message can belong to: only
+    /// while exactly one request that could have caused it is outstanding,
+    /// and that request is a tool call with a caller.
+    fn sole_call(&self) -> Option<EventSink> {
+        if self.outstanding.load(Ordering::Acquire) != 1 || self.progress.len() != 1 {
+            return None;
+        }
+        self.progress.iter().next().map(|e| e.value().clone())
+    }
+
+    /// Counts a request to the upstream as outstanding until the guard is
+    /// dropped; take it before sending.
+    pub fn outstanding(&self) -> OutstandingGuard {
+        self.outstanding.fetch_add(1, Ordering::AcqRel);
+        OutstandingGuard(self.outstanding.clone())
+    }
+
     /// Relays a request the upstream makes of "the client" to the client
     /// whose call it is serving. Like log messages, such requests carry no
     /// call id on the wire, so they can be attributed only while exactly
@@ -100,10 +132,7 @@ impl UpstreamHandler {
         method: &str,
         params: &P,
     ) -> Result<R, ErrorData> {
-        let sink = match self.progress.len() {
-            1 => self.progress.iter().next().map(|e| e.value().clone()),
-            _ => None,
-        };
+        let sink = self.sole_call();
         let Some(sink) = sink else {
             return Err(ErrorData::new(
                 ErrorCode::METHOD_NOT_FOUND,
@@ -154,9 +183,7 @@ impl ClientHandler for UpstreamHandler {
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_else(|| "info".into());
-        if self.progress.len() == 1
-            && let Some(sink) = self.progress.iter().next()
-        {
+        if let Some(sink) = self.sole_call() {
             sink.emit(StreamEvent::Log {
                 level,
                 logger: params.logger,

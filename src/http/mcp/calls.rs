@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::super::AppState;
+use super::relay::log_severity;
 use super::session::Session;
 use super::{Era, era, reply, rpc_error, rpc_result};
 
@@ -82,9 +83,13 @@ pub async fn tools_call(
     let meta = era::meta(Some(&params));
     let notes = CallNotes {
         progress_token: meta.and_then(|m| m.get("progressToken")).cloned(),
-        logs: match &era {
-            Era::Session(_) => true,
-            Era::Stateless => meta.is_some_and(|m| m.contains_key(era::META_LOG_LEVEL)),
+        min_log: match &era {
+            // Without logging/setLevel a session hears what servers send.
+            Era::Session(s) => Some(s.log_level().as_deref().and_then(log_severity).unwrap_or(0)),
+            Era::Stateless => meta
+                .and_then(|m| m.get(era::META_LOG_LEVEL))
+                .and_then(Value::as_str)
+                .and_then(log_severity),
         },
     };
     let tracked = match &era {
@@ -238,7 +243,7 @@ async fn forward(tx: &mpsc::Sender<sse::Event>, call: &CallNotes, event: StreamE
             level,
             logger,
             data,
-        } if call.logs => {
+        } if call.wants_log(&level) => {
             let mut params = json!({"level": level, "data": data});
             if let Some(l) = logger {
                 params["logger"] = json!(l);
@@ -296,18 +301,23 @@ enum First {
 struct CallNotes {
     /// Its `progressToken`, if it gave one.
     progress_token: Option<Value>,
-    /// Whether upstream log messages go to it: always in a session (the
-    /// session revisions let servers log at will); in 2026-07-28 only when
-    /// the request names a log level in `_meta`.
-    logs: bool,
+    /// The lowest log level it hears, if any: in a session what it set
+    /// with `logging/setLevel` (everything until it does); in 2026-07-28
+    /// the request's `_meta` logLevel (nothing without one).
+    min_log: Option<u8>,
 }
 
 impl CallNotes {
+    fn wants_log(&self, level: &str) -> bool {
+        self.min_log
+            .is_some_and(|min| log_severity(level).is_none_or(|l| l >= min))
+    }
+
     /// Whether `event` becomes a message on this call's stream.
     fn renders(&self, event: &StreamEvent) -> bool {
         match event {
             StreamEvent::Progress { .. } => self.progress_token.is_some(),
-            StreamEvent::Log { .. } => self.logs,
+            StreamEvent::Log { level, .. } => self.wants_log(level),
             StreamEvent::Status { .. } => false,
         }
     }

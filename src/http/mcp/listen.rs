@@ -19,6 +19,10 @@ use super::super::AppState;
 use super::session::Session;
 use super::{era, reply, rpc_error};
 
+/// Resources one `subscriptions/listen` stream may watch; more are not
+/// honoured (the acknowledgement lists those that are).
+const MAX_RESOURCE_SUBSCRIPTIONS: usize = 64;
+
 /// `subscriptions/listen` (2026-07-28): an SSE stream that opens with an
 /// acknowledgement and carries the list changes and resource updates the
 /// client asked for. Resource subscriptions last as long as the stream.
@@ -43,6 +47,7 @@ pub async fn subscriptions_listen(
         .into_iter()
         .flatten()
         .filter_map(Value::as_str)
+        .take(MAX_RESOURCE_SUBSCRIPTIONS)
     {
         let services = relay::service_names(&state.directory);
         let catalog = state.registry.catalog();

@@ -142,19 +142,16 @@ pub async fn dispatch(
             (owners, "completion".to_owned())
         }
         "logging/setLevel" => {
-            // Every service that logs hears the level; the reply is empty.
-            let request = match request(method, &params) {
-                Ok(r) => r,
-                Err(e) => return invalid(&id, &e),
+            // Upstreams are shared, so their level is not the client's to
+            // set: the session keeps its level, and its calls' log messages
+            // are filtered by it.
+            let Era::Session(session) = &era else {
+                return invalid(&id, "logging/setLevel needs a session");
             };
-            for service in catalog.with(&services, Capability::Logging) {
-                let one = [service];
-                if let Err(e) =
-                    relay::forward(&state.directory, &one, request.clone(), "logging").await
-                {
-                    tracing::debug!(service = %one[0], error = ?e, "logging/setLevel not relayed");
-                }
-            }
+            let Some(level) = text("level").and_then(|l| log_severity(&l).map(|_| l)) else {
+                return invalid(&id, "`level` must be a syslog level (debug ... emergency)");
+            };
+            session.set_log_level(level);
             return reply(StatusCode::OK, rpc_result(&id, era.finish(json!({}))));
         }
         _ => {
@@ -212,6 +209,23 @@ fn relay_error(id: &Value, e: RelayError) -> HttpResponse {
             )
         }
     }
+}
+
+/// The rank of an MCP (syslog) log level, lowest first.
+pub fn log_severity(level: &str) -> Option<u8> {
+    [
+        "debug",
+        "info",
+        "notice",
+        "warning",
+        "error",
+        "critical",
+        "alert",
+        "emergency",
+    ]
+    .iter()
+    .position(|l| *l == level)
+    .map(|p| p as u8)
 }
 
 fn invalid(id: &Value, message: &str) -> HttpResponse {

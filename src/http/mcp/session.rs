@@ -33,6 +33,8 @@ pub struct Session {
     next_ask: AtomicU64,
     /// Resources the client subscribed to, by URI; ended with the session.
     watches: DashMap<String, ResourceWatch>,
+    /// The lowest log level the client wants (`logging/setLevel`).
+    log_level: std::sync::Mutex<Option<String>>,
 }
 
 impl Session {
@@ -75,6 +77,26 @@ impl Session {
             Some((_, reply)) => reply.send(outcome).is_ok(),
             None => false,
         }
+    }
+
+    /// Sets the lowest log level the client wants to hear.
+    pub fn set_log_level(&self, level: String) {
+        *self.log_level.lock().unwrap_or_else(|p| p.into_inner()) = Some(level);
+    }
+
+    /// The lowest log level the client wants, if it said.
+    pub fn log_level(&self) -> Option<String> {
+        self.log_level
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Ends everything the session holds: its resource subscriptions and the
+    /// requests it was asked on an upstream's behalf.
+    pub fn close(&self) {
+        self.watches.clear();
+        self.asks.clear();
     }
 
     /// Keeps a resource subscription for the session's life (or until
@@ -176,6 +198,7 @@ impl Sessions {
             asks: DashMap::new(),
             next_ask: AtomicU64::new(0),
             watches: DashMap::new(),
+            log_level: std::sync::Mutex::new(None),
         });
         self.map.insert(id.clone(), session.clone());
         Ok((id, session))
@@ -186,6 +209,7 @@ impl Sessions {
         let s = self.map.get(id)?.clone();
         if s.idle_for() > self.idle {
             self.map.remove(id);
+            s.close();
             return None;
         }
         s.touch();
@@ -199,6 +223,7 @@ impl Sessions {
                 for entry in s.in_flight.iter() {
                     entry.value().cancel();
                 }
+                s.close();
                 true
             }
             None => false,
@@ -210,8 +235,35 @@ impl Sessions {
         self.map.len()
     }
 
-    fn expire(&self) {
-        self.map.retain(|_, s| s.idle_for() <= self.idle);
+    /// Forgets idle sessions, ending what they held (resource
+    /// subscriptions above all: those keep upstream subscriptions open).
+    pub fn expire(&self) {
+        self.map.retain(|_, s| {
+            let keep = s.idle_for() <= self.idle;
+            if !keep {
+                s.close();
+            }
+            keep
+        });
+    }
+
+    /// Expires idle sessions every so often, for as long as `sessions`
+    /// lives, so that a client that just went away does not keep them.
+    pub fn sweep(sessions: &Arc<Self>) {
+        let weak = Arc::downgrade(sessions);
+        let period = (sessions.idle / 2).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        std::thread::Builder::new()
+            .name("mcp-session-sweep".into())
+            .spawn(move || {
+                while let Some(sessions) = {
+                    std::thread::sleep(period);
+                    weak.upgrade()
+                } {
+                    sessions.expire();
+                }
+            })
+            .map(|_| ())
+            .unwrap_or_else(|e| tracing::warn!(error = %e, "no session sweeper"));
     }
 }
 
