@@ -109,12 +109,17 @@ def main(results: Path, clients: Path, out_md: Path) -> int:
         ]
         for upstream, via in pairs:
             direct, through = targets[upstream], targets[via]
+            if direct and not through:
+                problems.append(f"{suite_dir.name}/{via}: no results through mcpvisor (did it start?)")
             rows = []
             for scenario in sorted(set(direct) | set(through)):
                 d, t = direct.get(scenario), through.get(scenario)
                 verdict = "same"
                 gap = KNOWN_GAPS.get((suite_dir.name, via, scenario))
-                if d and t and d[0] and not t[0] and gap:
+                if d and d[0] and t is None:
+                    verdict = "**MISSING**"
+                    problems.append(f"{suite_dir.name}/{scenario}: passes against {upstream}, no result through mcpvisor")
+                elif d and t and d[0] and not t[0] and gap:
                     verdict = f"known gap: {gap}"
                 elif d and t and d[0] and not t[0]:
                     verdict = "**REGRESSION**"

@@ -92,25 +92,28 @@ until_ready() {
   exit 1
 }
 
-# Starts the simulator on its own; prints its /mcp URL.
+# The starters run in this shell (not in $(...), which would lose the pids
+# that cleanup kills) and leave the URL in $URL.
+
+# Starts the simulator on its own.
 start_sim() {
   local port
   port=$(free_port)
   "$BIN" sim --http "127.0.0.1:$port" >"$WORK/sim.out" 2>"$WORK/sim.err" &
   pids+=($!)
-  first_line "$WORK/sim.out" "mcpvisor-sim listening on "
+  URL=$(first_line "$WORK/sim.out" "mcpvisor-sim listening on ")
 }
 
-# Starts the conformance target on its own; prints its /mcp URL.
+# Starts the conformance target on its own.
 start_target() {
   local port
   port=$(free_port)
   "$TARGET" --http "127.0.0.1:$port" >"$WORK/target.out" 2>"$WORK/target.err" &
   pids+=($!)
-  first_line "$WORK/target.out" "conformance-target listening on "
+  URL=$(first_line "$WORK/target.out" "conformance-target listening on ")
 }
 
-# Starts mcpvisor with the config in $1 (a file); prints its base URL.
+# Starts mcpvisor with the config in $1 (a file); $URL is its /mcp.
 start_daemon() {
   local name
   name=$(basename "$1" .toml)
@@ -119,7 +122,7 @@ start_daemon() {
   local base
   base=$(first_line "$WORK/$name.out" "mcpvisor listening on ")
   until_ready "$base/readyz"
-  echo "$base"
+  URL="$base/mcp"
 }
 
 cat >"$WORK/via-sim.toml" <<EOF
@@ -149,12 +152,12 @@ EOF
 # instead of speaking 2026-07-28 to it.
 sed 's/^url = .*/&\nprotocol = "2025-11-25"/' "$WORK/via-target.toml" >"$WORK/via-target-session.toml"
 
-sim_url=$(start_sim)
-via_sim=$(start_daemon "$WORK/via-sim.toml")/mcp
+start_sim; sim_url=$URL
+start_daemon "$WORK/via-sim.toml"; via_sim=$URL
 log "sim directly: $sim_url; through mcpvisor: $via_sim"
-target_url=$(start_target)
-via_target=$(start_daemon "$WORK/via-target.toml")/mcp
-via_target_session=$(start_daemon "$WORK/via-target-session.toml")/mcp
+start_target; target_url=$URL
+start_daemon "$WORK/via-target.toml"; via_target=$URL
+start_daemon "$WORK/via-target-session.toml"; via_target_session=$URL
 log "conformance target directly: $target_url; through mcpvisor: $via_target, $via_target_session"
 
 # run_suite SUITE TARGET URL: one conformance run, results under $WORK/results.
