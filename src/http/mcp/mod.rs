@@ -336,13 +336,22 @@ fn server_info() -> Implementation {
     Implementation::new("mcpvisor", env!("CARGO_PKG_VERSION"))
 }
 
-fn capabilities() -> ServerCapabilities {
-    ServerCapabilities::builder()
+/// What the endpoint serves. Sessions also get `logging` (their
+/// `logging/setLevel`); 2026-07-28 has no such method.
+#[allow(deprecated)] // logging: deprecated in 2026-07-28, current in sessions
+fn capabilities(session: bool) -> ServerCapabilities {
+    let builder = ServerCapabilities::builder()
         .enable_tools()
         .enable_tool_list_changed()
         .enable_prompts()
         .enable_resources()
-        .build()
+        .enable_resources_subscribe()
+        .enable_completions();
+    if session {
+        builder.enable_logging().build()
+    } else {
+        builder.build()
+    }
 }
 
 const INSTRUCTIONS: &str =
@@ -369,7 +378,7 @@ fn initialize(state: &AppState, id: &Value, params: Option<&Value>) -> HttpRespo
             );
         }
     };
-    let mut result = InitializeResult::new(capabilities())
+    let mut result = InitializeResult::new(capabilities(true))
         .with_server_info(server_info())
         .with_instructions(INSTRUCTIONS);
     result.protocol_version = serde_json::from_value(json!(version)).unwrap_or_default();
@@ -384,7 +393,7 @@ fn discover() -> Value {
     json!({
         "resultType": "complete",
         "supportedVersions": era::supported(),
-        "capabilities": capabilities(),
+        "capabilities": capabilities(false),
         "instructions": INSTRUCTIONS,
         "ttlMs": 0,
         "cacheScope": "public",

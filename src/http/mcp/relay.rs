@@ -38,7 +38,12 @@ pub async fn dispatch(
     params: Value,
 ) -> HttpResponse {
     let stateless = matches!(era, Era::Stateless);
-    let services = relay::service_names(&state.directory);
+    // Services that are down (past their grace period) are not listed or
+    // routed to; their catalog entries come back with them.
+    let services: Vec<String> = relay::service_names(&state.directory)
+        .into_iter()
+        .filter(|n| state.directory.get(n).is_some_and(|h| h.listable()))
+        .collect();
     let catalog = state.registry.catalog();
     let listing = |key: &str, items: Value| {
         let mut result = Map::new();
