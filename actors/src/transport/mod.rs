@@ -136,6 +136,17 @@ pub async fn connect(
 ) -> Result<Connection, CallError> {
     let attempt = async {
         let mut lifecycle = lifecycle_for(spec, &mut handler);
+        // A revision named in the config is not negotiated away.
+        let fallback_allowed = spec.protocol.as_deref().is_none_or(|p| p == "auto");
+        let pinned_refused = || {
+            CallError::new(
+                ErrorCategory::Protocol,
+                format!(
+                    "the upstream does not speak the configured protocol {}",
+                    spec.protocol.as_deref().unwrap_or("?")
+                ),
+            )
+        };
         loop {
             let result = match spec.transport {
                 TransportKind::Stdio => {
@@ -149,6 +160,7 @@ pub async fn connect(
             match result {
                 Ok(conn) => return Ok(conn),
                 Err(Refusal::Failed(e)) => return Err(e),
+                Err(Refusal::LegacyOnly(_)) if !fallback_allowed => return Err(pinned_refused()),
                 Err(Refusal::LegacyOnly(version))
                     if matches!(lifecycle, ClientLifecycleMode::Auto { .. }) =>
                 {
@@ -156,6 +168,7 @@ pub async fn connect(
                     lifecycle = ClientLifecycleMode::Initialize;
                     handler.set_protocol_version(version);
                 }
+                Err(Refusal::NotDiscover(_)) if !fallback_allowed => return Err(pinned_refused()),
                 Err(Refusal::NotDiscover(e)) => {
                     if !matches!(lifecycle, ClientLifecycleMode::Auto { .. }) {
                         return Err(errors::from_init_error(*e));
