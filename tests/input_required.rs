@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Daemon, client, conformance_target};
+use common::{Daemon, conformance_target};
 use serde_json::{Value, json};
 
 fn daemon() -> Daemon {
@@ -31,25 +31,13 @@ url = "http://127.0.0.1:{{port}}/mcp"
     ))
 }
 
-/// A 2026-07-28 `tools/call`; the JSON-RPC reply.
+/// A 2026-07-28 `tools/call` with `extra` params; the JSON-RPC reply.
 fn call(d: &Daemon, tool: &str, extra: Value, capabilities: Value) -> Value {
-    let mut params = json!({"name": tool, "arguments": {}, "_meta": {
-        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-        "io.modelcontextprotocol/clientCapabilities": capabilities}});
+    let mut params = json!({"name": tool, "arguments": {}});
     if let (Some(p), Value::Object(more)) = (params.as_object_mut(), extra) {
         p.extend(more);
     }
-    client()
-        .post(d.url("/mcp"))
-        .header("accept", "application/json")
-        .header("mcp-protocol-version", "2026-07-28")
-        .header("mcp-method", "tools/call")
-        .header("mcp-name", tool)
-        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap()
+    d.mcp("tools/call", params, capabilities)
 }
 
 fn all() -> Value {

@@ -259,47 +259,13 @@ manifest = "{}"
 
 /// Tool names a 2026-07-28 client sees in `tools/list` on `/mcp`.
 fn mcp_tool_names(d: &Daemon) -> Vec<String> {
-    let body: Value = common::client()
-        .post(d.url("/mcp"))
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-method", "tools/list")
-        .header("mcp-protocol-version", "2026-07-28")
-        .json(
-            &json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": {
-            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-            "io.modelcontextprotocol/clientCapabilities": {}}}}),
-        )
-        .send()
-        .expect("tools/list")
-        .json()
-        .expect("JSON reply");
+    let body = d.mcp("tools/list", json!({}), json!({}));
     body["result"]["tools"]
         .as_array()
         .unwrap_or_else(|| panic!("no tools: {body}"))
         .iter()
         .map(|t| t["name"].as_str().unwrap().to_owned())
         .collect()
-}
-
-/// One 2026-07-28 request to `/mcp`; the JSON-RPC reply.
-fn rpc(d: &Daemon, method: &str, mut params: Value, name: Option<&str>) -> Value {
-    params["_meta"] = json!({
-        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-        "io.modelcontextprotocol/clientCapabilities": {}});
-    let mut request = common::client()
-        .post(d.url("/mcp"))
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-method", method)
-        .header("mcp-protocol-version", "2026-07-28");
-    if let Some(name) = name {
-        request = request.header("mcp-name", name);
-    }
-    request
-        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
-        .send()
-        .expect("POST /mcp")
-        .json()
-        .expect("JSON reply")
 }
 
 /// A `/api/mcp/stream` call refused before streaming: status and body.
@@ -455,18 +421,18 @@ fn resources_prompts_and_completion_are_relayed() {
     // 2026-07-28: everything below crosses eras too.
     let d = daemon(&everything(&peers, "everything", "stdio"));
     d.wait_until("the catalog", std::time::Duration::from_secs(10), |d| {
-        rpc(d, "prompts/list", json!({}), None)["result"]["prompts"]
+        d.mcp("prompts/list", json!({}), json!({}))["result"]["prompts"]
             .as_array()
             .is_some_and(|p| !p.is_empty())
     });
-    let resources = rpc(&d, "resources/list", json!({}), None);
+    let resources = d.mcp("resources/list", json!({}), json!({}));
     let listed = resources["result"]["resources"].as_array().unwrap();
     assert!(!listed.is_empty(), "{resources}");
     let uri = listed[0]["uri"].as_str().unwrap();
-    let read = rpc(&d, "resources/read", json!({"uri": uri}), Some(uri));
+    let read = d.mcp("resources/read", json!({"uri": uri}), json!({}));
     assert_eq!(read["result"]["contents"][0]["uri"], uri, "{read}");
 
-    let templates = rpc(&d, "resources/templates/list", json!({}), None);
+    let templates = d.mcp("resources/templates/list", json!({}), json!({}));
     let template = templates["result"]["resourceTemplates"]
         .as_array()
         .unwrap()
@@ -476,38 +442,31 @@ fn resources_prompts_and_completion_are_relayed() {
         .clone();
     assert_eq!(template["mimeType"], "text/plain");
     let uri = "demo://resource/dynamic/text/7";
-    let read = rpc(&d, "resources/read", json!({"uri": uri}), Some(uri));
+    let read = d.mcp("resources/read", json!({"uri": uri}), json!({}));
     let text = read["result"]["contents"][0]["text"].as_str().unwrap();
     assert!(text.starts_with("Resource 7"), "{read}");
 
     // The upstream's own error comes back as it sent it.
-    let missing = rpc(
-        &d,
-        "resources/read",
-        json!({"uri": "demo://nope"}),
-        Some("demo://nope"),
-    );
+    let missing = d.mcp("resources/read", json!({"uri": "demo://nope"}), json!({}));
     assert_eq!(missing["error"]["code"], -32602, "{missing}");
 
-    let prompt = rpc(
-        &d,
+    let prompt = d.mcp(
         "prompts/get",
         json!({"name": "args-prompt", "arguments": {"city": "Oslo"}}),
-        Some("args-prompt"),
+        json!({}),
     );
     let said = prompt["result"]["messages"][0]["content"]["text"]
         .as_str()
         .unwrap();
     assert!(said.contains("Oslo"), "{prompt}");
-    let unknown = rpc(&d, "prompts/get", json!({"name": "nope"}), Some("nope"));
+    let unknown = d.mcp("prompts/get", json!({"name": "nope"}), json!({}));
     assert_eq!(unknown["error"]["code"], -32602, "{unknown}");
 
-    let completion = rpc(
-        &d,
+    let completion = d.mcp(
         "completion/complete",
         json!({"ref": {"type": "ref/prompt", "name": "completable-prompt"},
                "argument": {"name": "department", "value": "E"}}),
-        None,
+        json!({}),
     );
     assert_eq!(
         completion["result"]["completion"]["values"],

@@ -292,3 +292,35 @@ pub fn conformance_target() -> std::path::PathBuf {
     }
     path
 }
+
+impl Daemon {
+    /// One 2026-07-28 request to `/mcp` (JSON answer), with the `_meta` and
+    /// headers that revision requires (`Mcp-Name` from `name` or `uri`);
+    /// the JSON-RPC reply.
+    pub fn mcp(&self, method: &str, mut params: Value, capabilities: Value) -> Value {
+        let name = params
+            .get("name")
+            .or_else(|| params.get("uri"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        params["_meta"] = json!({
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": capabilities});
+        let mut request = client()
+            .post(self.url("/mcp"))
+            .header("accept", "application/json")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", method);
+        if let Some(name) =
+            name.filter(|_| matches!(method, "tools/call" | "prompts/get" | "resources/read"))
+        {
+            request = request.header("mcp-name", name);
+        }
+        request
+            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
+            .send()
+            .expect("POST /mcp")
+            .json()
+            .expect("JSON reply")
+    }
+}
