@@ -48,6 +48,15 @@ struct ServeArgs {
 }
 
 fn main() -> ExitCode {
+    // The warden of an upstream server's process group: a separate small
+    // program that happens to live in this executable.
+    let mut args = std::env::args_os().skip(1);
+    if args
+        .next()
+        .is_some_and(|a| a == mcpvisor_actors::process::warden::ARG)
+    {
+        mcpvisor_actors::process::warden::run(args.collect());
+    }
     let cli = Cli::parse();
     init_tracing();
     let result = match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {

@@ -10,6 +10,7 @@ pub mod error;
 pub mod health;
 pub mod manifest;
 pub mod metrics;
+pub mod process;
 pub mod registry;
 pub mod relay;
 pub mod retry;

@@ -110,6 +110,9 @@ pub struct LimitSpec {
     pub call_timeout_ms: u64,
     /// Deadline for connecting (spawn + handshake).
     pub connect_timeout_ms: u64,
+    /// How long a launched server's process group has to end after SIGTERM
+    /// before it is killed.
+    pub stop_grace_ms: u64,
 }
 
 impl Default for LimitSpec {
@@ -119,6 +122,7 @@ impl Default for LimitSpec {
             max_queue: 512,
             call_timeout_ms: 60_000,
             connect_timeout_ms: 20_000,
+            stop_grace_ms: 2_000,
         }
     }
 }
@@ -131,6 +135,10 @@ impl LimitSpec {
     /// Connect deadline.
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_millis(self.connect_timeout_ms)
+    }
+    /// Time between SIGTERM and SIGKILL for a launched server.
+    pub fn stop_grace(&self) -> Duration {
+        Duration::from_millis(self.stop_grace_ms)
     }
 }
 

@@ -47,9 +47,14 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<()> {
     .context("--transport must be streamable_http or sse")?;
     let timeout = Duration::from_millis(args.timeout_ms);
     let (events, _ignored) = mpsc::unbounded_channel();
-    let conn = transport::connect(&spec, UpstreamHandler::new(events), timeout)
-        .await
-        .map_err(|e| anyhow::anyhow!("connect to {}: {e}", args.url))?;
+    let conn = transport::connect(
+        &spec,
+        &Default::default(),
+        UpstreamHandler::new(events),
+        timeout,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("connect to {}: {e}", args.url))?;
     let server = conn.info.server_info.as_ref().map_or_else(
         || "(unnamed)".to_owned(),
         |i| format!("{} {}", i.name, i.version),

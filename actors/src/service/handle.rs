@@ -17,6 +17,7 @@ use tokio::sync::Notify;
 use super::ServiceActor;
 use super::breaker::{Breaker, BreakerState};
 use crate::health::HealthStatus;
+use crate::process::ProcessSlot;
 use crate::spec::ServiceSpec;
 
 /// Lifecycle state of a service.
@@ -75,6 +76,8 @@ pub struct ServiceHandle {
     detail: Mutex<Detail>,
     /// Fires whenever the service becomes ready (for callers waiting on a restart).
     ready: Arc<Notify>,
+    /// The service's launched process group, if it launches one.
+    process: Arc<ProcessSlot>,
 }
 
 #[derive(Default)]
@@ -126,6 +129,7 @@ impl ServiceHandle {
             throttled_until: Mutex::new(None),
             detail: Mutex::new(Detail::default()),
             ready,
+            process: Arc::default(),
         }
     }
 
@@ -251,6 +255,11 @@ impl ServiceHandle {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         since.is_none_or(|t| t.elapsed() < Duration::from_millis(self.spec.health.tools_grace_ms))
+    }
+
+    /// The process group this service launches (one instance at a time).
+    pub fn process(&self) -> &Arc<ProcessSlot> {
+        &self.process
     }
 
     /// Resolves the next time any service becomes ready.

@@ -352,8 +352,9 @@ impl Actor for ServiceActor {
         let handler = UpstreamHandler::new(events_tx);
         let timeout = spec.limits.connect_timeout();
         let connect_handler = handler.clone();
+        let slot = self.handle.process().clone();
         ctx.spawn(
-            async move { transport::connect(&spec, connect_handler, timeout).await }
+            async move { transport::connect(&spec, &slot, connect_handler, timeout).await }
                 .into_actor(self)
                 .map(move |result, act, ctx| match result {
                     Ok(conn) => act.connected(ctx, conn, events_rx, handler),

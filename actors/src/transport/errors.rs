@@ -130,6 +130,11 @@ pub fn parse_retry_after(v: &str) -> Option<Duration> {
 
 /// Converts a failed handshake.
 pub fn from_init_error(err: ClientInitializeError) -> CallError {
+    // After a failed discover, the legacy handshake's failure is the telling one.
+    let err = match err {
+        ClientInitializeError::LegacyFallbackFailed { fallback, .. } => *fallback,
+        other => other,
+    };
     if let Some(challenge) = err.auth_challenge() {
         return CallError::new(
             ErrorCategory::Auth,
@@ -142,7 +147,17 @@ pub fn from_init_error(err: ClientInitializeError) -> CallError {
         c.message = format!("handshake failed: {}", c.message);
         return c;
     }
-    CallError::new(ErrorCategory::Network, format!("handshake failed: {err}"))
+    let category = match &err {
+        // The upstream answered, but not with what the handshake needs.
+        ClientInitializeError::ExpectedInitResponse(_)
+        | ClientInitializeError::ExpectedInitResult(_)
+        | ClientInitializeError::ConflictInitResponseId(..)
+        | ClientInitializeError::UncorrelatedErrorResponse { .. }
+        | ClientInitializeError::JsonRpcError(_)
+        | ClientInitializeError::NoCompatibleProtocolVersion { .. } => ErrorCategory::Protocol,
+        _ => ErrorCategory::Network,
+    };
+    CallError::new(category, format!("handshake failed: {err}"))
 }
 
 #[cfg(test)]

@@ -13,7 +13,9 @@ mod handler;
 pub mod sse;
 mod stdio;
 mod streamable_http;
+pub mod tap;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -24,6 +26,7 @@ use rmcp::service::{ClientInitializeError, ClientLifecycleMode, Peer, RoleClient
 pub use handler::{UpstreamEvent, UpstreamHandler};
 
 use crate::error::{CallError, ErrorCategory};
+use crate::process::{Launch, ProcessSlot};
 use crate::spec::{ServiceSpec, TransportKind};
 
 /// A live upstream session.
@@ -36,6 +39,8 @@ pub struct Connection {
     pub pid: Option<u32>,
     /// The URL connected to, for HTTP upstreams.
     pub endpoint: Option<String>,
+    /// When a stdio server last wrote anything.
+    pub liveness: Option<Arc<tap::Seen>>,
     /// Resolves, with a reason, when the connection ends. Owns the
     /// connection's resources: drop it to close everything.
     pub closed: BoxFuture<'static, String>,
@@ -128,9 +133,11 @@ pub(crate) fn refusal(err: ClientInitializeError) -> Refusal {
     Refusal::Failed(errors::from_init_error(err))
 }
 
-/// Connects to the upstream a spec describes, within `timeout`.
+/// Connects to the upstream a spec describes, within `timeout`; a process
+/// it launches takes `slot` (one instance per service).
 pub async fn connect(
     spec: &ServiceSpec,
+    slot: &Arc<ProcessSlot>,
     mut handler: UpstreamHandler,
     timeout: Duration,
 ) -> Result<Connection, CallError> {
@@ -150,11 +157,17 @@ pub async fn connect(
         loop {
             let result = match spec.transport {
                 TransportKind::Stdio => {
-                    stdio::connect(spec, handler.clone(), lifecycle.clone()).await
+                    stdio::connect(spec, slot, handler.clone(), lifecycle.clone()).await
                 }
                 TransportKind::StreamableHttp | TransportKind::Sse => {
-                    streamable_http::connect(spec, handler.clone(), lifecycle.clone(), timeout)
-                        .await
+                    streamable_http::connect(
+                        spec,
+                        slot,
+                        handler.clone(),
+                        lifecycle.clone(),
+                        timeout,
+                    )
+                    .await
                 }
             };
             match result {
@@ -223,4 +236,24 @@ fn program(command: &str) -> Result<std::path::PathBuf, CallError> {
     } else {
         Ok(command.into())
     }
+}
+
+/// The process a spec launches; `fill` expands placeholders in `args` and
+/// `env` values.
+fn launch_spec(spec: &ServiceSpec, fill: &dyn Fn(&str) -> String) -> Result<Launch, CallError> {
+    let command = spec
+        .command
+        .as_deref()
+        .ok_or_else(|| CallError::new(ErrorCategory::Internal, "no command to launch"))?;
+    Ok(Launch {
+        program: program(command)?,
+        args: spec.args.iter().map(|a| fill(a).into()).collect(),
+        env: spec
+            .env
+            .iter()
+            .map(|(k, v)| (k.into(), fill(v).into()))
+            .collect(),
+        cwd: spec.cwd.as_ref().map(Into::into),
+        grace: spec.limits.stop_grace(),
+    })
 }

@@ -3,20 +3,21 @@
 //! HTTP upstream: `command` + `url`).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{HeaderName, HeaderValue};
 use rmcp::service::ClientServiceExt;
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use tokio::process::{Child, Command};
 
 use rmcp::service::ClientLifecycleMode;
 
 use super::errors::from_transport_error;
 use super::sse::LegacySse;
-use super::{Connection, Refusal, UpstreamHandler, program, refusal, server_info};
+use super::{Connection, Refusal, UpstreamHandler, launch_spec, refusal, server_info};
 use crate::error::{CallError, ErrorCategory};
+use crate::process::{ProcessSlot, UpstreamProcess};
 use crate::spec::{ServiceSpec, TransportKind};
 
 /// Placeholder in `url`, `args` and `env` values for a port chosen at each
@@ -29,6 +30,7 @@ const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 /// Launches the server if the spec names one, then negotiates a session.
 pub async fn connect(
     spec: &ServiceSpec,
+    slot: &Arc<ProcessSlot>,
     handler: UpstreamHandler,
     lifecycle: ClientLifecycleMode,
     timeout: Duration,
@@ -50,11 +52,11 @@ pub async fn connect(
     };
     let url = fill(template);
 
-    let mut child = match spec.command.as_deref() {
-        Some(command) => Some(launch(spec, command, &fill)?),
+    let mut child = match spec.command {
+        Some(_) => Some(launch(spec, slot, &fill).await?),
         None => None,
     };
-    let pid = child.as_ref().and_then(Child::id);
+    let pid = child.as_ref().map(UpstreamProcess::pid);
     if let Some(c) = child.as_mut() {
         wait_until_listening(&url, c, timeout).await?;
     }
@@ -114,7 +116,7 @@ pub async fn connect(
         match child {
             Some(mut child) => {
                 // `wait()` would close the child's stdin first; keep it.
-                let _stdin = child.stdin.take();
+                let _stdin = child.child_mut().stdin.take();
                 tokio::select! {
                     status = child.wait() => format!("upstream process exited ({})",
                         status.map_or_else(|e| e.to_string(), |s| s.to_string())),
@@ -132,34 +134,34 @@ pub async fn connect(
         info,
         pid,
         endpoint: Some(url),
+        liveness: None,
         closed,
     })
 }
 
-fn launch(
+async fn launch(
     spec: &ServiceSpec,
-    command: &str,
+    slot: &Arc<ProcessSlot>,
     fill: &dyn Fn(&str) -> String,
-) -> Result<Child, CallError> {
-    let mut cmd = Command::new(program(command)?);
-    // The child's stdin stays open for as long as we hold the `Child`:
+) -> Result<UpstreamProcess, CallError> {
+    let mut launch = launch_spec(spec, fill)?;
+    // The child's stdin stays open for as long as we hold the process:
     // servers that watch it (the simulator does, via this variable) exit
-    // when mcpvisor goes away, even if it is killed outright.
-    cmd.args(spec.args.iter().map(|a| fill(a)))
-        .envs(spec.env.iter().map(|(k, v)| (k, fill(v))))
-        .env("MCPVISOR_PARENT_STDIN", "1")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .kill_on_drop(true);
-    if let Some(dir) = &spec.cwd {
-        cmd.current_dir(dir);
-    }
-    cmd.spawn().map_err(|e| {
-        CallError::new(
-            ErrorCategory::Network,
-            format!("cannot start `{command}`: {e}"),
-        )
+    // when mcpvisor goes away.
+    launch
+        .env
+        .push(("MCPVISOR_PARENT_STDIN".into(), "1".into()));
+    let mut process = UpstreamProcess::spawn(&launch, slot, |cmd| {
+        cmd.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
     })
+    .await
+    .map_err(|e| CallError::new(ErrorCategory::Network, e.to_string()))?;
+    if let Some(stderr) = process.child_mut().stderr.take() {
+        super::stdio::log_stderr(spec.name.clone(), stderr);
+    }
+    Ok(process)
 }
 
 /// A port that was free a moment ago on loopback.
@@ -174,7 +176,7 @@ fn free_port() -> Result<u16, CallError> {
 /// address, or fails early if the process exits first.
 async fn wait_until_listening(
     url: &str,
-    child: &mut Child,
+    child: &mut UpstreamProcess,
     timeout: Duration,
 ) -> Result<(), CallError> {
     let addr = reqwest::Url::parse(url)
