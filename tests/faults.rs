@@ -69,7 +69,7 @@ args = ["sim", "--http", "127.0.0.1:{port}", "--hang-rate", "1.0"]
 url = "http://127.0.0.1:{port}/mcp"
 manifest = "builtin:asana"
 [services.limits]
-call_timeout_ms = 300
+attempt_timeout_ms = 300
 "#;
     let d = Daemon::start(config);
     let stats_url = d.service("web")["endpoint"]

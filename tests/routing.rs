@@ -25,7 +25,7 @@ args = ["sim", "--http", "127.0.0.1:{{port}}", "--unit-latency-ms", "1"]
 url = "http://127.0.0.1:{{port}}/mcp"
 manifest = "builtin:asana"
 [services.limits]
-call_timeout_ms = 300
+attempt_timeout_ms = 300
 [services.health]
 interval_ms = 200
 [services.breaker]

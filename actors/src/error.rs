@@ -140,6 +140,10 @@ pub struct CallError {
     /// The upstream's JSON-RPC error `data`, passed on as it came.
     #[serde(skip)]
     pub upstream_data: Option<Box<serde_json::Value>>,
+    /// The call may have run and is not safe to repeat: trying again could
+    /// run it twice, so it is never retryable.
+    #[serde(skip)]
+    pub outcome_unknown: bool,
 }
 
 impl CallError {
@@ -153,6 +157,7 @@ impl CallError {
             retry_after: None,
             upstream_code: None,
             upstream_data: None,
+            outcome_unknown: false,
         }
     }
 
@@ -170,9 +175,10 @@ impl CallError {
         self
     }
 
-    /// Whether another attempt can help.
+    /// Whether another attempt can help — and is safe: a call whose
+    /// outcome is unknown is not, whatever its category.
     pub fn retryable(&self) -> bool {
-        self.category.retryable()
+        self.category.retryable() && !self.outcome_unknown
     }
 
     /// "Outcome unknown": the call may have run, and it is not safe to repeat.
@@ -182,6 +188,8 @@ impl CallError {
              the tool is not read-only or idempotent, so it was not re-sent",
             self.message
         );
+        self.delivery = Delivery::MaybeSent;
+        self.outcome_unknown = true;
         self
     }
 }
@@ -216,6 +224,15 @@ mod tests {
         assert!(!ErrorCategory::Validation.retryable());
         assert!(!ErrorCategory::UpstreamToolError.retryable());
         assert!(!ErrorCategory::Cancelled.retryable());
+    }
+
+    #[test]
+    fn an_unknown_outcome_is_never_retryable() {
+        let e = CallError::new(ErrorCategory::Network, "connection closed").maybe_sent();
+        assert!(e.retryable());
+        let e = e.outcome_unknown();
+        assert!(!e.retryable());
+        assert_eq!(e.delivery, Delivery::MaybeSent);
     }
 
     #[test]

@@ -322,8 +322,18 @@ async fn execute(
 ) -> Result<CallOutcome, CallError> {
     let started = Instant::now();
     let safe = entry.safe_to_repeat();
-    let deadline = tokio::time::Instant::now() + config.wait_for_service;
-    let call_deadline = started + config.retry.deadline();
+    // The caller's deadline bounds everything: attempts, waits and retries.
+    let call_timeout = entry
+        .providers
+        .iter()
+        .filter_map(|n| directory.get(n))
+        .map(|h| h.spec.limits.call_timeout())
+        .max()
+        .unwrap_or(Duration::from_secs(60))
+        .min(config.retry.deadline());
+    let call_deadline = started + call_timeout;
+    let deadline =
+        tokio::time::Instant::from_std((started + config.wait_for_service).min(call_deadline));
     let mut tried: Vec<String> = Vec::new();
     let mut excluded: Vec<Exclusion> = Vec::new();
     let mut attempts = 0u32;
@@ -341,6 +351,12 @@ async fn execute(
             // repeat) a call that could still have effects.
             let e = CallError::new(ErrorCategory::Cancelled, "the caller went away");
             return Err(with_tried(e, &tried));
+        }
+        if Instant::now() >= call_deadline {
+            return Err(with_tried(
+                past_deadline(call_timeout, last_error, safe),
+                &tried,
+            ));
         }
         // The first candidate whose breaker lets the call through (a
         // half-open breaker admits one trial call at a time).
@@ -397,7 +413,12 @@ async fn execute(
             caller: assignment.caller.clone(),
             events: events.clone(),
             ticket: ticket.clone(),
-            timeout: target.spec.limits.call_timeout(),
+            timeout: target
+                .spec
+                .limits
+                .attempt_timeout()
+                .unwrap_or(call_timeout)
+                .min(call_deadline.saturating_duration_since(Instant::now())),
             safe,
             attempt: 0,
             deadline: call_deadline,
@@ -413,11 +434,27 @@ async fn execute(
             None => Handoff::Gone,
         };
         let (outcome, crashed) = match handoff {
-            Handoff::Taken => match rx.await {
-                Ok(outcome) => (outcome, false),
+            // The service answers by the deadline itself (cancelling the
+            // call upstream); the margin only covers a call it never got to.
+            Handoff::Taken => match tokio::time::timeout_at(
+                tokio::time::Instant::from_std(call_deadline) + DEADLINE_MARGIN,
+                rx,
+            )
+            .await
+            {
+                Err(_) => {
+                    let mut e = CallError::new(
+                        ErrorCategory::Timeout,
+                        format!("no answer within {} ms", call_timeout.as_millis()),
+                    );
+                    e.delivery = ticket.delivery();
+                    target.breaker_release();
+                    (Err(e), false)
+                }
+                Ok(Ok(outcome)) => (outcome, false),
                 // Without an answer the actor died; the ticket says
                 // whether the call had left for the upstream.
-                Err(_) => {
+                Ok(Err(_)) => {
                     let mut e = CallError::new(
                         ErrorCategory::Network,
                         format!("service {service} stopped while handling the call"),
@@ -452,15 +489,15 @@ async fn execute(
             Err(e) => {
                 let e = e.at(&service);
                 let repeatable = e.delivery == Delivery::NeverSent || safe;
+                if e.retryable() && !repeatable {
+                    return Err(with_tried(e.outcome_unknown(), &tried));
+                }
                 let policy_attempts = config
                     .retry
                     .policy(e.category)
                     .map_or(1, |p| p.max_attempts);
                 if !e.retryable() || attempts >= config.max_attempts.min(policy_attempts.max(1)) {
                     return Err(with_tried(e, &tried));
-                }
-                if !repeatable {
-                    return Err(with_tried(e.outcome_unknown(), &tried));
                 }
                 tracing::info!(tool = %entry.tool.name, %service, error = %e, "failing over");
                 metrics.failover(&entry.tool.name, &service);
@@ -473,6 +510,27 @@ async fn execute(
             }
         }
     }
+}
+
+/// How long past the call's deadline the router waits for a service's own
+/// timeout answer.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(250);
+
+/// The error of a call whose deadline passed between attempts.
+fn past_deadline(timeout: Duration, last: Option<CallError>, safe: bool) -> CallError {
+    let mut e = CallError::new(
+        ErrorCategory::Timeout,
+        format!("no answer within {} ms", timeout.as_millis()),
+    );
+    if let Some(last) = last {
+        e.message = format!("{}; last error: {}", e.message, last.message);
+        e.delivery = last.delivery;
+        e.services = last.services;
+    }
+    if e.delivery == Delivery::MaybeSent && !safe {
+        e = e.outcome_unknown();
+    }
+    e
 }
 
 fn with_tried(mut e: CallError, tried: &[String]) -> CallError {

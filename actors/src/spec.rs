@@ -106,8 +106,11 @@ pub struct LimitSpec {
     pub max_in_flight: usize,
     /// Calls waiting in the queue; more are refused as `overload`.
     pub max_queue: usize,
-    /// Deadline of one tool call upstream.
+    /// Deadline of one tool call as its caller sees it: every attempt,
+    /// wait and retry included.
     pub call_timeout_ms: u64,
+    /// Deadline of one attempt upstream (0: the rest of the call's time).
+    pub attempt_timeout_ms: u64,
     /// Deadline for connecting (spawn + handshake).
     pub connect_timeout_ms: u64,
     /// How long a launched server's process group has to end after SIGTERM
@@ -121,6 +124,7 @@ impl Default for LimitSpec {
             max_in_flight: 32,
             max_queue: 512,
             call_timeout_ms: 60_000,
+            attempt_timeout_ms: 0,
             connect_timeout_ms: 20_000,
             stop_grace_ms: 2_000,
         }
@@ -128,9 +132,13 @@ impl Default for LimitSpec {
 }
 
 impl LimitSpec {
-    /// Call deadline.
+    /// Whole-call deadline.
     pub fn call_timeout(&self) -> Duration {
         Duration::from_millis(self.call_timeout_ms)
+    }
+    /// Longest single attempt, if limited apart from the call.
+    pub fn attempt_timeout(&self) -> Option<Duration> {
+        (self.attempt_timeout_ms > 0).then(|| Duration::from_millis(self.attempt_timeout_ms))
     }
     /// Connect deadline.
     pub fn connect_timeout(&self) -> Duration {

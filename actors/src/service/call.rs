@@ -116,7 +116,18 @@ pub async fn run(
 ) -> Attempt {
     let started = Instant::now();
     job.attempt += 1;
-    let outcome = attempt(&peer, &handler, stateless, &job).await;
+    // A retry waited in the mailbox: it has only what is left of the call.
+    job.timeout = job
+        .timeout
+        .min(job.deadline.saturating_duration_since(started));
+    let outcome = if job.timeout.is_zero() {
+        Err(CallError::new(
+            ErrorCategory::Timeout,
+            "the call's deadline passed before it could be sent",
+        ))
+    } else {
+        attempt(&peer, &handler, stateless, &job).await
+    };
     if let Err(e) = &outcome
         && e.delivery == Delivery::NeverSent
     {

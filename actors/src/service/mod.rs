@@ -113,6 +113,14 @@ pub struct Shutdown {
     pub reason: String,
 }
 
+/// What a connected service reports once its tools are known.
+struct PendingReady {
+    protocol: String,
+    server: Option<String>,
+    pid: Option<u32>,
+    endpoint: Option<String>,
+}
+
 struct Live {
     peer: Peer<RoleClient>,
     handler: UpstreamHandler,
@@ -141,6 +149,10 @@ pub struct ServiceActor {
     listen_seq: u64,
     /// A dispatch is scheduled for when the upstream's Retry-After ends.
     throttle_timer: bool,
+    /// Connected, waiting for the first tool listing.
+    pending_ready: Option<PendingReady>,
+    /// When a stdio server last wrote anything.
+    liveness: Option<Arc<transport::tap::Seen>>,
     exit: ExitNotice,
 }
 
@@ -170,6 +182,8 @@ impl ServiceActor {
             resource_listens: std::collections::HashMap::new(),
             listen_seq: 0,
             throttle_timer: false,
+            pending_ready: None,
+            liveness: None,
             exit: ExitNotice {
                 supervisor,
                 service,
@@ -247,20 +261,38 @@ impl ServiceActor {
         if announces_changes {
             self.listen_for_tool_changes(ctx, conn.peer.clone());
         }
-        self.handle
-            .mark_ready(&protocol, server, conn.pid, conn.endpoint.clone());
-        self.report(
-            true,
-            Some(self.connecting_since.elapsed()),
-            Source::Lifecycle,
-            None,
-        );
+        // Ready once its tools are known: a router that picked it before
+        // would not know what it offers.
+        self.liveness = conn.liveness.clone();
+        self.pending_ready = Some(PendingReady {
+            protocol,
+            server,
+            pid: conn.pid,
+            endpoint: conn.endpoint.clone(),
+        });
         self.refresh_tools(ctx);
         self.refresh_offer(ctx);
         // Resource subscriptions clients held before a restart carry on.
         for uri in self.registry.catalog().watched(self.name()) {
             self.watch_upstream(ctx, uri, true, None);
         }
+        self.dispatch(ctx);
+    }
+
+    /// Marks the service ready, the first time its tools are listed (or
+    /// the listing failed: the manifest's tools still stand).
+    pub(super) fn become_ready(&mut self, ctx: &mut Context<Self>) {
+        let Some(r) = self.pending_ready.take() else {
+            return;
+        };
+        self.handle
+            .mark_ready(&r.protocol, r.server, r.pid, r.endpoint);
+        self.report(
+            true,
+            Some(self.connecting_since.elapsed()),
+            Source::Lifecycle,
+            None,
+        );
         self.dispatch(ctx);
     }
 

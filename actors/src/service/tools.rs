@@ -45,19 +45,23 @@ impl ServiceActor {
     pub(super) fn refresh_tools(&mut self, ctx: &mut Context<Self>) {
         let Some(live) = &self.live else { return };
         let peer = live.peer.clone();
-        let timeout = self.handle.spec.limits.call_timeout();
+        let limits = &self.handle.spec.limits;
+        let timeout = limits.call_timeout().min(limits.connect_timeout());
         ctx.spawn(
             async move { tokio::time::timeout(timeout, peer.list_all_tools()).await }
                 .into_actor(self)
-                .map(|result, act, _ctx| match result {
-                    Ok(Ok(tools)) => {
-                        tracing::debug!(service = %act.name(), tools = tools.len(), "tools listed");
-                        act.registry.set_live_tools(act.name(), tools);
+                .map(|result, act, ctx| {
+                    match result {
+                        Ok(Ok(tools)) => {
+                            tracing::debug!(service = %act.name(), tools = tools.len(), "tools listed");
+                            act.registry.set_live_tools(act.name(), tools);
+                        }
+                        Ok(Err(e)) => {
+                            tracing::warn!(service = %act.name(), error = %e, "tools/list failed")
+                        }
+                        Err(_) => tracing::warn!(service = %act.name(), "tools/list timed out"),
                     }
-                    Ok(Err(e)) => {
-                        tracing::warn!(service = %act.name(), error = %e, "tools/list failed")
-                    }
-                    Err(_) => tracing::warn!(service = %act.name(), "tools/list timed out"),
+                    act.become_ready(ctx);
                 }),
         );
     }
