@@ -199,6 +199,14 @@ pub struct RestartSpec {
     pub max_restarts: u32,
     /// ... within this many seconds, or the service is marked failed.
     pub window_secs: u64,
+    /// A failed service is still tried this often, and comes back by
+    /// itself once its upstream answers.
+    pub failed_retry_ms: u64,
+    /// Stop trying a failed service until an operator enables it.
+    pub give_up: bool,
+    /// An incarnation that stayed ready this long was a success: the
+    /// restart count (and so the backoff) starts again from zero.
+    pub stable_after_secs: u64,
 }
 
 impl Default for RestartSpec {
@@ -208,6 +216,9 @@ impl Default for RestartSpec {
             backoff_max_ms: 30_000,
             max_restarts: 5,
             window_secs: 60,
+            failed_retry_ms: 10_000,
+            give_up: false,
+            stable_after_secs: 30,
         }
     }
 }

@@ -2,9 +2,12 @@
 //!
 //! Restarts follow the OTP recipe: each restart waits an exponentially
 //! growing backoff, and more than `max_restarts` inside `window_secs` marks
-//! the service `failed` instead of restarting it forever — a crash loop is a
-//! state to report, not to repeat. A restart always builds a fresh actor
-//! from the service's spec.
+//! the service `failed` — a crash loop is a state to report, not to repeat
+//! at full speed. A failed service is still tried every `failed_retry_ms`
+//! (a remote server's redeploy must not become a permanent outage) unless
+//! `give_up` says otherwise, and comes back by itself once it answers. An
+//! incarnation that stayed up `stable_after_secs` resets the count. A
+//! restart always builds a fresh actor from the service's spec.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -29,6 +32,8 @@ pub struct Supervisor {
     restarts: HashMap<String, VecDeque<Instant>>,
     /// Services switched off (by config or an operator).
     disabled: HashSet<String>,
+    /// Failed services being retried at the slow cadence.
+    recovering: HashSet<String>,
     stopping: bool,
 }
 
@@ -47,6 +52,7 @@ impl Supervisor {
             metrics,
             restarts: HashMap::new(),
             disabled: HashSet::new(),
+            recovering: HashSet::new(),
             stopping: false,
         }
     }
@@ -120,29 +126,69 @@ impl Handler<ServiceDown> for Supervisor {
         let window = Duration::from_secs(policy.window_secs);
         let history = self.restarts.entry(msg.service.clone()).or_default();
         let now = Instant::now();
+        // An incarnation that served for a while was no crash loop.
+        if handle
+            .up_for()
+            .is_some_and(|up| up >= Duration::from_secs(policy.stable_after_secs))
+        {
+            history.clear();
+        }
         while history
             .front()
             .is_some_and(|t| now.duration_since(*t) > window)
         {
             history.pop_front();
         }
-        if history.len() >= policy.max_restarts as usize {
-            tracing::error!(
-                service = %msg.service,
-                reason = %msg.reason,
-                restarts = history.len(),
-                window_secs = policy.window_secs,
-                "restart intensity exceeded; service marked failed"
-            );
+        let count = history.len();
+        // A failed service's retry that never got ready stays on the slow
+        // cadence; one that got ready has recovered.
+        let was_failed = self.recovering.contains(&msg.service);
+        let still_failing = was_failed && handle.up_for().is_none();
+        if still_failing || count >= policy.max_restarts as usize {
             handle.detach(ServiceState::Failed, &msg.reason);
             self.evaluate(&msg.service);
+            if policy.give_up {
+                tracing::error!(
+                    service = %msg.service,
+                    reason = %msg.reason,
+                    restarts = count,
+                    window_secs = policy.window_secs,
+                    "restart intensity exceeded; service marked failed, not retried (restart.give_up)"
+                );
+                return;
+            }
+            let every = Duration::from_millis(policy.failed_retry_ms.max(100));
+            if was_failed {
+                tracing::info!(service = %msg.service, reason = %msg.reason, retry_in_ms = every.as_millis() as u64, "failed service still down");
+            } else {
+                tracing::error!(
+                    service = %msg.service,
+                    reason = %msg.reason,
+                    restarts = count,
+                    window_secs = policy.window_secs,
+                    retry_every_ms = every.as_millis() as u64,
+                    "restart intensity exceeded; service marked failed and retried at a slow cadence"
+                );
+            }
+            self.recovering.insert(msg.service.clone());
+            ctx.run_later(every, move |act, ctx| {
+                // Still failed (not enabled, disabled or stopped meanwhile).
+                if handle.state() == ServiceState::Failed && !act.disabled.contains(handle.name()) {
+                    handle.count_restart();
+                    act.start_service(&handle, ctx);
+                }
+            });
             return;
         }
+        self.recovering.remove(&msg.service);
         // ±20 % jitter keeps replicas that died together from restarting in lockstep.
         let backoff = policy
-            .backoff(history.len() as u32)
+            .backoff(count as u32)
             .mul_f64(0.8 + fastrand::f64() * 0.4);
-        history.push_back(now);
+        self.restarts
+            .entry(msg.service.clone())
+            .or_default()
+            .push_back(now);
         handle.count_restart();
         handle.detach(ServiceState::Restarting, &msg.reason);
         self.evaluate(&msg.service);
@@ -205,6 +251,7 @@ impl Handler<SetEnabled> for Supervisor {
         if msg.enabled {
             self.disabled.remove(&msg.service);
             self.restarts.remove(&msg.service);
+            self.recovering.remove(&msg.service);
             if matches!(
                 handle.state(),
                 ServiceState::Disabled | ServiceState::Failed | ServiceState::Stopped

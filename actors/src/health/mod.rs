@@ -235,13 +235,12 @@ impl HealthMonitor {
         match h.state() {
             ServiceState::Disabled | ServiceState::Stopped => HealthStatus::Disabled,
             ServiceState::Failed => HealthStatus::Failed,
+            // A failed service being tried again is failed until it serves.
+            ServiceState::Starting if t.status == HealthStatus::Failed => HealthStatus::Failed,
             // A first start, or one an operator asked for after a stop, is
             // not a failure: nothing is known yet.
             ServiceState::Starting
-                if matches!(
-                    t.status,
-                    HealthStatus::Unknown | HealthStatus::Disabled | HealthStatus::Failed
-                ) =>
+                if matches!(t.status, HealthStatus::Unknown | HealthStatus::Disabled) =>
             {
                 HealthStatus::Unknown
             }
@@ -331,7 +330,14 @@ impl HealthMonitor {
                 Severity::Critical,
                 h,
                 true,
-                format!("{name} failed: restarted too often, supervisor gave up"),
+                if h.spec.restart.give_up {
+                    format!("{name} failed: restarted too often; not retried (restart.give_up)")
+                } else {
+                    format!(
+                        "{name} failed: restarted too often; retried every {} ms until it answers",
+                        h.spec.restart.failed_retry_ms
+                    )
+                },
             ),
             // An operator's choice, worth a note; a shutdown is not.
             HealthStatus::Disabled if h.state() == ServiceState::Disabled => {

@@ -31,7 +31,8 @@ pub enum ServiceState {
     Ready = 1,
     /// Crashed; a restart is scheduled.
     Restarting = 2,
-    /// Restart intensity exceeded; no more restarts.
+    /// Restart intensity exceeded: retried at a slow cadence (or not at
+    /// all, with `restart.give_up`).
     Failed = 3,
     /// Switched off by an operator or by config.
     Disabled = 4,
@@ -288,6 +289,11 @@ impl ServiceHandle {
         let mut d = self.detail();
         d.last_exit = Some(exit.to_owned());
         d.up_since = None;
+    }
+
+    /// How long the current incarnation has been ready, if it is.
+    pub fn up_for(&self) -> Option<Duration> {
+        self.detail().up_since.map(|(at, _)| at.elapsed())
     }
 
     pub(crate) fn count_restart(&self) {
