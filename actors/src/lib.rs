@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod directory;
 pub mod error;
 pub mod health;
+pub mod hedge;
 pub mod manifest;
 pub mod metrics;
 pub mod process;

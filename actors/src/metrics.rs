@@ -62,6 +62,13 @@ pub struct StreamLabels {
     pub kind: &'static str,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct HedgeLabels {
+    pub service: String,
+    /// `hedge` or `primary`: which attempt answered first.
+    pub winner: &'static str,
+}
+
 /// Every metric of the daemon.
 pub struct Metrics {
     registry: Registry,
@@ -78,6 +85,8 @@ pub struct Metrics {
     health: Family<ServiceLabels, Gauge>,
     breaker: Family<BreakerLabels, Gauge>,
     breaker_opened: Family<ServiceLabels, Counter>,
+    suspected: Family<ServiceLabels, Counter>,
+    hedges: Family<HedgeLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -115,6 +124,8 @@ impl Metrics {
             health: Family::default(),
             breaker: Family::default(),
             breaker_opened: Family::default(),
+            suspected: Family::default(),
+            hedges: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -182,7 +193,37 @@ impl Metrics {
             "Times the service's breaker has opened",
             m.breaker_opened.clone(),
         );
+        registry.register(
+            "service_suspected",
+            "Times the service was taken out of rotation for not answering",
+            m.suspected.clone(),
+        );
+        registry.register(
+            "hedges",
+            "Safe calls sent to a second replica because the first was slow or suspect, by the replica hedged to and who answered first",
+            m.hedges.clone(),
+        );
         Self { registry, ..m }
+    }
+
+    /// Records a service taken out of rotation for not answering.
+    pub fn suspected(&self, service: &str) {
+        self.suspected
+            .get_or_create(&ServiceLabels {
+                service: service.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Records a hedged call: the replica it was hedged to, and whether
+    /// that replica answered first.
+    pub fn hedge(&self, service: &str, won: bool) {
+        self.hedges
+            .get_or_create(&HedgeLabels {
+                service: service.to_owned(),
+                winner: if won { "hedge" } else { "primary" },
+            })
+            .inc();
     }
 
     /// Records a finished call.

@@ -17,20 +17,21 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::dev::SendError;
 use actix::prelude::*;
 use rmcp::model::JsonObject;
 use serde_json::Value;
-use tokio::sync::oneshot;
+
+mod attempts;
 
 use crate::directory::Directory;
-use crate::error::{CallError, Delivery, ErrorCategory};
+use crate::error::{CallError, ErrorCategory};
 use crate::health::HealthStatus;
+use crate::hedge::{HedgeConfig, Hedging};
 use crate::metrics::Metrics;
 use crate::registry::{Registry, ToolEntry};
 use crate::retry::RetryConfig;
-use crate::service::{CallJob, CallReply, CallTool, Caller, ServiceHandle, ServiceState, Ticket};
-use crate::stream::{EventSink, StreamEvent};
+use crate::service::{CallReply, Caller, ServiceHandle, ServiceState};
+use crate::stream::EventSink;
 
 /// Router settings.
 #[derive(Debug, Clone)]
@@ -41,6 +42,8 @@ pub struct RouterConfig {
     pub wait_for_service: Duration,
     /// Retry strategies per error category.
     pub retry: Arc<RetryConfig>,
+    /// When safe calls go to a second replica.
+    pub hedge: HedgeConfig,
 }
 
 impl Default for RouterConfig {
@@ -49,6 +52,7 @@ impl Default for RouterConfig {
             max_attempts: 3,
             wait_for_service: Duration::from_secs(10),
             retry: Arc::default(),
+            hedge: HedgeConfig::default(),
         }
     }
 }
@@ -82,6 +86,8 @@ pub struct CallOutcome {
     pub attempts: u32,
     /// Wall time from routing to result.
     pub elapsed: Duration,
+    /// Whether a second replica was asked because the first lingered.
+    pub hedged: bool,
 }
 
 /// The routing actor.
@@ -90,6 +96,7 @@ pub struct Router {
     directory: Arc<Directory>,
     config: RouterConfig,
     metrics: Arc<Metrics>,
+    hedging: Arc<Hedging>,
 }
 
 impl Router {
@@ -100,11 +107,13 @@ impl Router {
         config: RouterConfig,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let hedging = Arc::new(Hedging::new(config.hedge.clone()));
         Self {
             registry,
             directory,
             config,
             metrics,
+            hedging,
         }
     }
 }
@@ -122,6 +131,7 @@ impl Handler<Execute> for Router {
         let directory = self.directory.clone();
         let config = self.config.clone();
         let metrics = self.metrics.clone();
+        let hedging = self.hedging.clone();
         Box::pin(async move {
             let entry = entry.ok_or_else(|| {
                 CallError::new(
@@ -131,7 +141,7 @@ impl Handler<Execute> for Router {
             })?;
             check_arguments(&entry, msg.arguments.as_ref())?;
             let started = Instant::now();
-            let outcome = execute(
+            let outcome = attempts::execute(
                 &entry,
                 msg.arguments,
                 msg.events,
@@ -139,9 +149,12 @@ impl Handler<Execute> for Router {
                     caller: msg.caller,
                     service: msg.service,
                 },
-                &directory,
-                &config,
-                &metrics,
+                attempts::Engine {
+                    directory: &directory,
+                    config: &config,
+                    metrics: &metrics,
+                    hedging: &hedging,
+                },
             )
             .await;
             let tool = entry.tool.name.as_ref();
@@ -175,10 +188,14 @@ pub fn check_arguments(entry: &ToolEntry, arguments: Option<&JsonObject>) -> Res
 
 /// Health rank: lower is better; `None` means "do not route here now".
 /// Healthy before degraded before unknown; an unhealthy service that is
-/// still connected is the last resort.
+/// still connected, then a suspect one, are the last resorts.
 fn rank(h: &ServiceHandle) -> Option<u8> {
     if h.state() != ServiceState::Ready {
         return None;
+    }
+    // Not answering: only when nothing else can take the call.
+    if h.is_suspect() {
+        return Some(4);
     }
     match h.health() {
         HealthStatus::Healthy => Some(0),
@@ -187,77 +204,6 @@ fn rank(h: &ServiceHandle) -> Option<u8> {
         HealthStatus::Unhealthy => Some(3),
         HealthStatus::Disabled | HealthStatus::Failed => None,
     }
-}
-
-/// What became of handing a call to a service actor.
-enum Handoff {
-    /// In its mailbox.
-    Taken,
-    /// Its mailbox is full: the service is overloaded, not dead.
-    Full,
-    /// It has no live actor.
-    Gone,
-}
-
-/// The error, and whether the service is being replaced, for a call that
-/// could not be handed to its service actor.
-fn handoff_error(handoff: &Handoff, service: &str) -> (Result<CallReply, CallError>, bool) {
-    match handoff {
-        Handoff::Full => (
-            Err(CallError::new(
-                ErrorCategory::Overload,
-                format!("service {service} has a full mailbox"),
-            )),
-            false,
-        ),
-        _ => (
-            Err(CallError::new(
-                ErrorCategory::ServiceUnavailable,
-                format!("service {service} is not accepting calls"),
-            )),
-            true,
-        ),
-    }
-}
-
-/// A replica incarnation this call will not use again.
-struct Exclusion {
-    service: String,
-    generation: u64,
-    /// Its actor died, or its connection broke: a fresh incarnation is
-    /// coming, so waiting for it makes sense.
-    crashed: bool,
-}
-
-impl Exclusion {
-    fn covers(&self, h: &ServiceHandle) -> bool {
-        self.service == h.name() && self.generation == h.generation()
-    }
-}
-
-/// Who a call is for and where it must go.
-struct Assignment {
-    caller: Caller,
-    /// The one service allowed to take it, if any.
-    service: Option<String>,
-}
-
-/// Candidates in routing order, skipping excluded incarnations (and, for
-/// a pinned call, every other service).
-fn candidates(
-    entry: &ToolEntry,
-    directory: &Directory,
-    excluded: &[Exclusion],
-    pinned: Option<&str>,
-) -> Vec<Arc<ServiceHandle>> {
-    best_first(
-        entry
-            .providers
-            .iter()
-            .filter(|name| pinned.is_none_or(|p| p == name.as_str()))
-            .filter_map(|name| directory.get(name))
-            .filter(|h| !excluded.iter().any(|x| x.covers(h))),
-    )
 }
 
 /// The usable services among `services` (ready, breaker admitting), best
@@ -296,246 +242,9 @@ type RouteKey = (
     u64,
 );
 
-/// Whether any provider may become usable soon: it is starting or
-/// restarting, or its actor just died under this call and the supervisor
-/// has yet to replace it.
-fn any_recovering(entry: &ToolEntry, directory: &Directory, excluded: &[Exclusion]) -> bool {
-    entry
-        .providers
-        .iter()
-        .filter_map(|n| directory.get(n))
-        .any(|h| match h.state() {
-            ServiceState::Starting | ServiceState::Restarting => true,
-            ServiceState::Ready => excluded.iter().any(|x| x.crashed && x.covers(h)),
-            _ => false,
-        })
-}
-
-async fn execute(
-    entry: &ToolEntry,
-    arguments: Option<JsonObject>,
-    events: EventSink,
-    assignment: Assignment,
-    directory: &Directory,
-    config: &RouterConfig,
-    metrics: &Metrics,
-) -> Result<CallOutcome, CallError> {
-    let started = Instant::now();
-    let safe = entry.safe_to_repeat();
-    // The caller's deadline bounds everything: attempts, waits and retries.
-    let call_timeout = entry
-        .providers
-        .iter()
-        .filter_map(|n| directory.get(n))
-        .map(|h| h.spec.limits.call_timeout())
-        .max()
-        .unwrap_or(Duration::from_secs(60))
-        .min(config.retry.deadline());
-    let call_deadline = started + call_timeout;
-    let deadline =
-        tokio::time::Instant::from_std((started + config.wait_for_service).min(call_deadline));
-    let mut tried: Vec<String> = Vec::new();
-    let mut excluded: Vec<Exclusion> = Vec::new();
-    let mut attempts = 0u32;
-    let mut last_error: Option<CallError> = None;
-    loop {
-        // Subscribe before looking, so a replica that becomes ready between
-        // the look and the wait still wakes us.
-        let ready = directory.ready().clone();
-        let notified = ready.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-
-        if events.is_closed() {
-            // Nobody is waiting for the answer any more; do not start (or
-            // repeat) a call that could still have effects.
-            let e = CallError::new(ErrorCategory::Cancelled, "the caller went away");
-            return Err(with_tried(e, &tried));
-        }
-        if Instant::now() >= call_deadline {
-            return Err(with_tried(
-                past_deadline(call_timeout, last_error, safe),
-                &tried,
-            ));
-        }
-        // The first candidate whose breaker lets the call through (a
-        // half-open breaker admits one trial call at a time).
-        let target = candidates(entry, directory, &excluded, assignment.service.as_deref())
-            .into_iter()
-            .find(|h| h.breaker_acquire());
-        let Some(target) = target else {
-            if any_recovering(entry, directory, &excluded) && tokio::time::Instant::now() < deadline
-            {
-                events.emit(StreamEvent::status(
-                    "waiting",
-                    format!("no replica of `{}` is ready; waiting for one", entry.group),
-                    None,
-                ));
-                tokio::select! {
-                    _ = tokio::time::timeout_at(deadline, notified) => {}
-                    () = events.closed() => {}
-                }
-                continue;
-            }
-            let mut err = last_error.unwrap_or_else(|| {
-                CallError::new(
-                    ErrorCategory::ServiceUnavailable,
-                    format!("no service offering `{}` is available", entry.tool.name),
-                )
-            });
-            if err.category != ErrorCategory::ServiceUnavailable && err.retryable() {
-                err.message = format!("every replica failed; last error: {}", err.message);
-            }
-            return Err(with_tried(err, &tried));
-        };
-        attempts += 1;
-        let service = target.name().to_owned();
-        if !tried.contains(&service) {
-            tried.push(service.clone());
-        }
-        events.emit(StreamEvent::status(
-            if attempts == 1 {
-                "dispatched"
-            } else {
-                "failover"
-            },
-            format!(
-                "attempt {attempts}: calling `{}` on {service}",
-                entry.upstream_name
-            ),
-            Some(&service),
-        ));
-        let ticket = Ticket::new();
-        let (tx, rx) = oneshot::channel();
-        let job = CallJob {
-            name: entry.upstream_name.clone(),
-            arguments: arguments.clone(),
-            caller: assignment.caller.clone(),
-            events: events.clone(),
-            ticket: ticket.clone(),
-            timeout: target
-                .spec
-                .limits
-                .attempt_timeout()
-                .unwrap_or(call_timeout)
-                .min(call_deadline.saturating_duration_since(Instant::now())),
-            safe,
-            attempt: 0,
-            deadline: call_deadline,
-            retry: config.retry.clone(),
-        };
-        let generation = target.generation();
-        let handoff = match target.addr() {
-            Some(addr) => match addr.try_send(CallTool { job, reply: tx }) {
-                Ok(()) => Handoff::Taken,
-                Err(SendError::Full(_)) => Handoff::Full,
-                Err(SendError::Closed(_)) => Handoff::Gone,
-            },
-            None => Handoff::Gone,
-        };
-        let (outcome, crashed) = match handoff {
-            // The service answers by the deadline itself (cancelling the
-            // call upstream); the margin only covers a call it never got to.
-            Handoff::Taken => match tokio::time::timeout_at(
-                tokio::time::Instant::from_std(call_deadline) + DEADLINE_MARGIN,
-                rx,
-            )
-            .await
-            {
-                Err(_) => {
-                    let mut e = CallError::new(
-                        ErrorCategory::Timeout,
-                        format!("no answer within {} ms", call_timeout.as_millis()),
-                    );
-                    e.delivery = ticket.delivery();
-                    target.breaker_release();
-                    (Err(e), false)
-                }
-                Ok(Ok(outcome)) => (outcome, false),
-                // Without an answer the actor died; the ticket says
-                // whether the call had left for the upstream.
-                Ok(Err(_)) => {
-                    let mut e = CallError::new(
-                        ErrorCategory::Network,
-                        format!("service {service} stopped while handling the call"),
-                    );
-                    e.delivery = ticket.delivery();
-                    // The service died under a call it had sent: a failure
-                    // for its breaker (which settles a half-open trial). A
-                    // call still queued learnt nothing: its admission goes back.
-                    if e.delivery == Delivery::MaybeSent {
-                        target.breaker_record(false);
-                    } else {
-                        target.breaker_release();
-                    }
-                    (Err(e), true)
-                }
-            },
-            Handoff::Full | Handoff::Gone => {
-                // The call never reached the service: the breaker learnt nothing.
-                target.breaker_release();
-                handoff_error(&handoff, &service)
-            }
-        };
-        match outcome {
-            Ok(result) => {
-                return Ok(CallOutcome {
-                    result,
-                    service,
-                    attempts,
-                    elapsed: started.elapsed(),
-                });
-            }
-            Err(e) => {
-                let e = e.at(&service);
-                let repeatable = e.delivery == Delivery::NeverSent || safe;
-                if e.retryable() && !repeatable {
-                    return Err(with_tried(e.outcome_unknown(), &tried));
-                }
-                let policy_attempts = config
-                    .retry
-                    .policy(e.category)
-                    .map_or(1, |p| p.max_attempts);
-                if !e.retryable() || attempts >= config.max_attempts.min(policy_attempts.max(1)) {
-                    return Err(with_tried(e, &tried));
-                }
-                tracing::info!(tool = %entry.tool.name, %service, error = %e, "failing over");
-                metrics.failover(&entry.tool.name, &service);
-                excluded.push(Exclusion {
-                    service,
-                    generation,
-                    crashed: crashed || e.category == ErrorCategory::Network,
-                });
-                last_error = Some(e);
-            }
-        }
-    }
-}
-
-/// How long past the call's deadline the router waits for a service's own
-/// timeout answer.
-const DEADLINE_MARGIN: Duration = Duration::from_millis(250);
-
-/// The error of a call whose deadline passed between attempts.
-fn past_deadline(timeout: Duration, last: Option<CallError>, safe: bool) -> CallError {
-    let mut e = CallError::new(
-        ErrorCategory::Timeout,
-        format!("no answer within {} ms", timeout.as_millis()),
-    );
-    if let Some(last) = last {
-        e.message = format!("{}; last error: {}", e.message, last.message);
-        e.delivery = last.delivery;
-        e.services = last.services;
-    }
-    if e.delivery == Delivery::MaybeSent && !safe {
-        e = e.outcome_unknown();
-    }
-    e
-}
-
-fn with_tried(mut e: CallError, tried: &[String]) -> CallError {
-    for s in tried {
-        e = e.at(s);
-    }
-    e
+/// Who a call is for and where it must go.
+pub(crate) struct Assignment {
+    pub(crate) caller: Caller,
+    /// The one service allowed to take it, if any.
+    pub(crate) service: Option<String>,
 }

@@ -220,6 +220,12 @@ impl EventSink {
             .unwrap_or_else(|_| Err(AskError::new(-32603, "the calling client went away")))
     }
 
+    /// Changes whenever the call reports progress: a sign of life that
+    /// tells a long call from a stuck one.
+    pub fn progress_mark(&self) -> u64 {
+        self.high_water.load(Ordering::Relaxed)
+    }
+
     /// Whether the consumer has gone away (the HTTP client disconnected).
     pub fn is_closed(&self) -> bool {
         self.tx.as_ref().is_some_and(|tx| tx.is_closed())

@@ -65,6 +65,7 @@ impl Supervisor {
         let actor = ServiceActor::new(
             handle.clone(),
             self.registry.clone(),
+            self.directory.clone(),
             ctx.address().recipient(),
             self.monitor.clone().recipient(),
             self.metrics.clone(),

@@ -98,6 +98,8 @@ pub struct RouterSection {
     /// `prefix_on_conflict` (`service.tool` for those only), `prefix_always`,
     /// or `never` (such a conflict is a configuration error).
     pub tool_names: ToolNaming,
+    /// Hedging of safe calls that linger on a slow or suspect replica.
+    pub hedge: mcpvisor_actors::hedge::HedgeConfig,
 }
 
 impl Default for RouterSection {
@@ -107,6 +109,7 @@ impl Default for RouterSection {
             max_attempts: d.max_attempts,
             wait_for_service_ms: d.wait_for_service.as_millis() as u64,
             tool_names: ToolNaming::default(),
+            hedge: d.hedge,
         }
     }
 }
@@ -393,6 +396,7 @@ impl Config {
             max_attempts: self.router.max_attempts.max(1),
             wait_for_service: std::time::Duration::from_millis(self.router.wait_for_service_ms),
             retry: std::sync::Arc::new(self.retry.clone()),
+            hedge: self.router.hedge.clone(),
         }
     }
 }

@@ -98,6 +98,9 @@ pub struct CallJob {
     pub deadline: Instant,
     /// Retry strategies.
     pub retry: Arc<RetryConfig>,
+    /// Fired when another replica answered this call first (a hedge):
+    /// the attempt is cancelled upstream, or never sent.
+    pub cancel: tokio_util::sync::CancellationToken,
 }
 
 /// What one attempt produced; the job comes back for a possible retry.
@@ -285,6 +288,10 @@ async fn round(
         () = job.events.closed() => {
             cancel(peer, id, "client went away").await;
             Err(CallError::new(ErrorCategory::Cancelled, "the caller went away").maybe_sent())
+        }
+        () = job.cancel.cancelled() => {
+            cancel(peer, id, "another replica answered first").await;
+            Err(CallError::new(ErrorCategory::Cancelled, "another replica answered first").maybe_sent())
         }
     }
 }

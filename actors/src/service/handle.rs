@@ -5,7 +5,7 @@
 //! out, and the actor writes its state here. The router and the HTTP layer
 //! read it on every request without sending a message.
 
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -79,6 +79,13 @@ pub struct ServiceHandle {
     ready: Arc<Notify>,
     /// The service's launched process group, if it launches one.
     process: Arc<ProcessSlot>,
+    /// Stopped answering (a probe failed, a stdio child fell silent, or its
+    /// calls kept losing hedge races): routed to only as a last resort.
+    suspect: AtomicBool,
+    suspect_reason: Mutex<Option<String>>,
+    suspect_notify: Notify,
+    /// Hedge races lost in a row.
+    hedge_losses: AtomicU32,
 }
 
 #[derive(Default)]
@@ -131,6 +138,10 @@ impl ServiceHandle {
             detail: Mutex::new(Detail::default()),
             ready,
             process: Arc::default(),
+            suspect: AtomicBool::new(false),
+            suspect_reason: Mutex::new(None),
+            suspect_notify: Notify::new(),
+            hedge_losses: AtomicU32::new(0),
         }
     }
 
@@ -258,6 +269,53 @@ impl ServiceHandle {
         since.is_none_or(|t| t.elapsed() < Duration::from_millis(self.spec.health.tools_grace_ms))
     }
 
+    /// Whether the service is suspected of hanging.
+    pub fn is_suspect(&self) -> bool {
+        self.suspect.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the service is marked suspect (check
+    /// [`Self::is_suspect`] after creating the future, before awaiting it).
+    pub fn suspected(&self) -> tokio::sync::futures::Notified<'_> {
+        self.suspect_notify.notified()
+    }
+
+    /// Marks the service suspect; true if it was not already.
+    pub(crate) fn mark_suspect(&self, reason: &str) -> bool {
+        *self
+            .suspect_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(reason.to_owned());
+        let newly = !self.suspect.swap(true, Ordering::AcqRel);
+        if newly {
+            self.suspect_notify.notify_waiters();
+        }
+        newly
+    }
+
+    /// Clears a suspicion (the service answered); true if there was one.
+    pub(crate) fn clear_suspect(&self) -> bool {
+        self.hedge_losses.store(0, Ordering::Relaxed);
+        if !self.suspect.swap(false, Ordering::AcqRel) {
+            return false;
+        }
+        *self
+            .suspect_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
+        true
+    }
+
+    /// Counts a hedge race this service lost; the count so far.
+    pub(crate) fn hedge_lost(&self) -> u32 {
+        self.hedge_losses.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Its call won a hedge race (or was never raced): it answers.
+    pub(crate) fn hedge_won(&self) {
+        self.hedge_losses.store(0, Ordering::Relaxed);
+    }
+
     /// The process group this service launches (one instance at a time).
     pub fn process(&self) -> &Arc<ProcessSlot> {
         &self.process
@@ -282,6 +340,7 @@ impl ServiceHandle {
 
     pub(crate) fn detach(&self, state: ServiceState, exit: &str) {
         self.addr.store(None);
+        self.clear_suspect();
         self.set_state(state);
         self.pid.store(0, Ordering::Relaxed);
         self.in_flight.store(0, Ordering::Relaxed);
@@ -364,6 +423,12 @@ impl ServiceHandle {
             breaker: self.breaker_state(),
             breaker_opened: self.breaker().opened(),
             throttled_for_ms: self.throttled_for().map(|d| d.as_millis() as u64),
+            suspect: self.is_suspect(),
+            suspect_reason: self
+                .suspect_reason
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
             protocol: d.protocol.clone(),
             server: d.server.clone(),
             endpoint: d.endpoint.clone(),
@@ -409,6 +474,11 @@ pub struct ServiceSnapshot {
     /// Milliseconds left of an upstream's Retry-After, while calls are held.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub throttled_for_ms: Option<u64>,
+    /// It stopped answering: new calls go elsewhere, calls in flight on it
+    /// are hedged, and its queue moved.
+    pub suspect: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suspect_reason: Option<String>,
     pub protocol: Option<String>,
     pub server: Option<String>,
     /// The URL actually connected to (with `{port}` filled in).

@@ -15,6 +15,7 @@ mod handle;
 mod probe;
 pub mod relay;
 mod retry;
+pub mod suspect;
 mod tools;
 
 use std::collections::VecDeque;
@@ -100,6 +101,14 @@ fn gone() -> CallError {
     )
 }
 
+/// The error of a call whose hedge won before it was sent.
+fn super_seded() -> CallError {
+    CallError::new(
+        ErrorCategory::Cancelled,
+        "another replica answered first; the call was not sent",
+    )
+}
+
 /// Makes the next message handler panic: the restart drill's fault.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -132,6 +141,7 @@ struct Live {
 pub struct ServiceActor {
     handle: Arc<ServiceHandle>,
     registry: Arc<Registry>,
+    directory: Arc<crate::directory::Directory>,
     monitor: Recipient<ReportSample>,
     metrics: Arc<Metrics>,
     connecting_since: Instant,
@@ -153,6 +163,8 @@ pub struct ServiceActor {
     pending_ready: Option<PendingReady>,
     /// When a stdio server last wrote anything.
     liveness: Option<Arc<transport::tap::Seen>>,
+    /// Since when calls have been outstanding without a break.
+    busy_since: Option<Instant>,
     exit: ExitNotice,
 }
 
@@ -161,6 +173,7 @@ impl ServiceActor {
     pub fn new(
         handle: Arc<ServiceHandle>,
         registry: Arc<Registry>,
+        directory: Arc<crate::directory::Directory>,
         supervisor: Recipient<ServiceDown>,
         monitor: Recipient<ReportSample>,
         metrics: Arc<Metrics>,
@@ -170,6 +183,7 @@ impl ServiceActor {
         Self {
             handle,
             registry,
+            directory,
             monitor,
             metrics,
             connecting_since: Instant::now(),
@@ -184,6 +198,7 @@ impl ServiceActor {
             throttle_timer: false,
             pending_ready: None,
             liveness: None,
+            busy_since: None,
             exit: ExitNotice {
                 supervisor,
                 service,
@@ -334,10 +349,20 @@ impl ServiceActor {
                 let _ = reply.send(Err(gone()));
                 continue;
             }
+            if job.cancel.is_cancelled() {
+                // Another replica answered first: nothing to send.
+                self.handle.breaker_release();
+                let _ = reply.send(Err(super_seded()));
+                continue;
+            }
             self.in_flight += 1;
+            self.busy_since.get_or_insert_with(Instant::now);
             let fut = call::run(live.peer.clone(), live.handler.clone(), live.stateless, job);
             ctx.spawn(fut.into_actor(self).map(move |attempt, act, ctx| {
                 act.in_flight -= 1;
+                if act.in_flight == 0 {
+                    act.busy_since = None;
+                }
                 act.observe_call(&attempt.outcome, attempt.latency);
                 act.metrics
                     .upstream_attempt(act.name(), attempt.latency.as_secs_f64());
@@ -352,6 +377,8 @@ impl ServiceActor {
     fn observe_call(&mut self, outcome: &Result<CallReply, CallError>, latency: Duration) {
         match outcome {
             Ok(_) => {
+                self.cleared();
+                self.handle.hedge_won();
                 self.handle.breaker_record(true);
                 self.handle.record_success(latency, true);
                 self.report(true, Some(latency), Source::Call, None);
@@ -395,6 +422,9 @@ impl Actor for ServiceActor {
         );
         let interval = Duration::from_millis(self.handle.spec.health.interval_ms.max(10));
         ctx.run_interval(interval, |act, ctx| act.probe(ctx));
+        // The stdio watchdog looks a few times per probe timeout.
+        let watch = Duration::from_millis((self.handle.spec.health.timeout_ms / 4).clamp(10, 500));
+        ctx.run_interval(watch, |act, ctx| act.watch_output(ctx));
     }
 }
 

@@ -42,6 +42,7 @@ impl ServiceActor {
                     match failure {
                         None => {
                             act.probe_failures = 0;
+                            act.cleared();
                             act.handle.record_success(started.elapsed(), false);
                             act.report(true, Some(started.elapsed()), Source::Probe, None);
                         }
@@ -55,6 +56,8 @@ impl ServiceActor {
                             tracing::warn!(service = %act.name(), failures = n, %reason, "health probe failed");
                             if n >= act.handle.spec.health.restart_after_failures.max(1) {
                                 act.crash(ctx, format!("{n} health probes failed in a row ({reason})"));
+                            } else {
+                                act.suspect(ctx, format!("health probe failed: {reason}"));
                             }
                         }
                     }

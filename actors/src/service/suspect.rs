@@ -1,0 +1,116 @@
+//! Hang detection: a replica that stops answering is taken out of rotation
+//! within about one probe timeout, not when the freeze ends.
+//!
+//! A service is `suspect` when a probe fails, when its stdio child has
+//! written nothing for longer than the probe timeout while calls are
+//! outstanding, or when its calls keep losing hedge races (the router's
+//! [`Suspect`] message). Then new calls go elsewhere, calls that were never
+//! sent leave its queue for another replica at once, and it is probed
+//! every probe timeout until an answer clears the suspicion. A freeze that
+//! outlasts `restart_after_failures` probes ends in a restart (see
+//! `probe.rs`); the process group is ended, frozen or not.
+
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use super::{CallTool, ServiceActor};
+use crate::error::{CallError, ErrorCategory};
+use crate::service::ServiceState;
+
+/// The router saw this service lose hedge races in a row.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Suspect {
+    /// Why.
+    pub reason: String,
+}
+
+impl Handler<Suspect> for ServiceActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Suspect, ctx: &mut Context<Self>) {
+        self.suspect(ctx, msg.reason);
+        // A prompt probe tells a slow replica from a frozen one.
+        self.probe(ctx);
+    }
+}
+
+impl ServiceActor {
+    /// Marks the service suspect and moves its never-sent calls.
+    pub(super) fn suspect(&mut self, ctx: &mut Context<Self>, reason: String) {
+        if !self.handle.mark_suspect(&reason) {
+            return;
+        }
+        tracing::warn!(service = %self.name(), %reason, "service suspect: taken out of rotation");
+        self.metrics.suspected(self.name());
+        self.move_queue();
+        self.recheck(ctx);
+    }
+
+    /// Clears a suspicion after an answer.
+    pub(super) fn cleared(&mut self) {
+        if self.handle.clear_suspect() {
+            tracing::info!(service = %self.name(), "service answers again: back in rotation");
+        }
+    }
+
+    /// Probes every probe timeout while suspect, so its return is seen soon.
+    fn recheck(&mut self, ctx: &mut Context<Self>) {
+        let every = Duration::from_millis(self.handle.spec.health.timeout_ms.max(100));
+        ctx.run_later(every, |act, ctx| {
+            if act.handle.is_suspect() {
+                act.probe(ctx);
+                act.recheck(ctx);
+            }
+        });
+    }
+
+    /// Calls waiting in the queue were never sent: where another replica
+    /// can take them, they go there now (the router fails them over).
+    fn move_queue(&mut self) {
+        if self.queue.is_empty() || !self.another_replica_serves() {
+            return;
+        }
+        let moved = self.queue.len();
+        for CallTool { reply, .. } in std::mem::take(&mut self.queue) {
+            self.handle.breaker_release();
+            let _ = reply.send(Err(CallError::new(
+                ErrorCategory::ServiceUnavailable,
+                format!(
+                    "{} stopped answering; the call moves to another replica",
+                    self.name()
+                ),
+            )));
+        }
+        tracing::info!(service = %self.name(), moved, "queued calls moved off a suspect service");
+        self.handle.set_load(self.in_flight, self.waiting);
+    }
+
+    fn another_replica_serves(&self) -> bool {
+        let me = self.name();
+        let group = self.handle.spec.group();
+        self.directory.all().iter().any(|h| {
+            h.name() != me
+                && h.spec.group() == group
+                && h.state() == ServiceState::Ready
+                && !h.is_suspect()
+        })
+    }
+
+    /// The stdio watchdog: silence while calls are outstanding.
+    pub(super) fn watch_output(&mut self, ctx: &mut Context<Self>) {
+        let Some(seen) = &self.liveness else { return };
+        let Some(busy) = self.busy_since else { return };
+        let limit = Duration::from_millis(self.handle.spec.health.timeout_ms.max(10));
+        let silent = seen.silent_for().min(busy.elapsed());
+        if silent > limit && !self.handle.is_suspect() {
+            let reason = format!(
+                "no output for {} ms with {} call(s) outstanding",
+                silent.as_millis(),
+                self.in_flight
+            );
+            self.suspect(ctx, reason);
+        }
+    }
+}
