@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
+use crate::quarantine::{Quarantine, QuarantineConfig};
 use crate::service::ServiceHandle;
 use crate::spec::ServiceSpec;
 
@@ -14,11 +15,20 @@ pub struct Directory {
     services: Vec<Arc<ServiceHandle>>,
     by_name: HashMap<String, Arc<ServiceHandle>>,
     ready: Arc<Notify>,
+    quarantine: Quarantine,
 }
 
 impl Directory {
-    /// Handles for the given specs.
+    /// Handles for the given specs, with default quarantine settings.
     pub fn new(specs: impl IntoIterator<Item = ServiceSpec>) -> Self {
+        Self::with_quarantine(specs, QuarantineConfig::default())
+    }
+
+    /// Handles for the given specs.
+    pub fn with_quarantine(
+        specs: impl IntoIterator<Item = ServiceSpec>,
+        quarantine: QuarantineConfig,
+    ) -> Self {
         let ready = Arc::new(Notify::new());
         let services: Vec<Arc<ServiceHandle>> = specs
             .into_iter()
@@ -32,7 +42,13 @@ impl Directory {
             services,
             by_name,
             ready,
+            quarantine: Quarantine::new(quarantine),
         }
+    }
+
+    /// Poison calls of every logical service.
+    pub fn quarantine(&self) -> &Quarantine {
+        &self.quarantine
     }
 
     /// All services.

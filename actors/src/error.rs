@@ -38,11 +38,13 @@ pub enum ErrorCategory {
     Internal,
     /// Too many calls in flight; the call was not accepted.
     Overload,
+    /// The call crashed its upstream twice and is refused for a while.
+    Quarantined,
 }
 
 impl ErrorCategory {
     /// All categories, for metrics and documentation.
-    pub const ALL: [ErrorCategory; 12] = [
+    pub const ALL: [ErrorCategory; 13] = [
         Self::Network,
         Self::Timeout,
         Self::Auth,
@@ -55,6 +57,7 @@ impl ErrorCategory {
         Self::Cancelled,
         Self::Internal,
         Self::Overload,
+        Self::Quarantined,
     ];
 
     /// The category's wire name.
@@ -72,6 +75,7 @@ impl ErrorCategory {
             Self::Cancelled => "cancelled",
             Self::Internal => "internal",
             Self::Overload => "overload",
+            Self::Quarantined => "quarantined",
         }
     }
 

@@ -12,6 +12,7 @@ pub mod hedge;
 pub mod manifest;
 pub mod metrics;
 pub mod process;
+pub mod quarantine;
 pub mod registry;
 pub mod relay;
 pub mod retry;

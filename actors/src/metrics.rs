@@ -63,6 +63,12 @@ pub struct StreamLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct QuarantineLabels {
+    pub service: String,
+    pub tool: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct HedgeLabels {
     pub service: String,
     /// `hedge` or `primary`: which attempt answered first.
@@ -87,6 +93,7 @@ pub struct Metrics {
     breaker_opened: Family<ServiceLabels, Counter>,
     suspected: Family<ServiceLabels, Counter>,
     hedges: Family<HedgeLabels, Counter>,
+    quarantined: Family<QuarantineLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -126,6 +133,7 @@ impl Metrics {
             breaker_opened: Family::default(),
             suspected: Family::default(),
             hedges: Family::default(),
+            quarantined: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -203,7 +211,22 @@ impl Metrics {
             "Safe calls sent to a second replica because the first was slow or suspect, by the replica hedged to and who answered first",
             m.hedges.clone(),
         );
+        registry.register(
+            "quarantined_calls",
+            "Calls quarantined for crashing their upstream twice, by the service that crashed last and the tool",
+            m.quarantined.clone(),
+        );
         Self { registry, ..m }
+    }
+
+    /// Records a call quarantined for crashing `service` twice.
+    pub fn quarantined(&self, service: &str, tool: &str) {
+        self.quarantined
+            .get_or_create(&QuarantineLabels {
+                service: service.to_owned(),
+                tool: tool.to_owned(),
+            })
+            .inc();
     }
 
     /// Records a service taken out of rotation for not answering.

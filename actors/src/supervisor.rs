@@ -124,6 +124,21 @@ impl Handler<ServiceDown> for Supervisor {
             return;
         }
         let policy = &handle.spec.restart;
+        if msg.poison {
+            // The service did nothing wrong: a quarantined call crashed it.
+            // Restart it at once, without counting towards the intensity.
+            handle.count_restart();
+            handle.detach(ServiceState::Restarting, &msg.reason);
+            self.evaluate(&msg.service);
+            tracing::warn!(service = %msg.service, reason = %msg.reason, "restarting service after a poison call");
+            let backoff = Duration::from_millis(policy.backoff_initial_ms);
+            ctx.run_later(backoff, move |act, ctx| {
+                if handle.state() == ServiceState::Restarting {
+                    act.start_service(&handle, ctx);
+                }
+            });
+            return;
+        }
         let window = Duration::from_secs(policy.window_secs);
         let history = self.restarts.entry(msg.service.clone()).or_default();
         let now = Instant::now();

@@ -9,6 +9,7 @@ use serde_json::json;
 pub fn status_of(category: ErrorCategory) -> StatusCode {
     match category {
         ErrorCategory::Validation => StatusCode::BAD_REQUEST,
+        ErrorCategory::Quarantined => StatusCode::UNPROCESSABLE_ENTITY,
         ErrorCategory::NotFound => StatusCode::NOT_FOUND,
         ErrorCategory::RateLimit => StatusCode::TOO_MANY_REQUESTS,
         ErrorCategory::Overload | ErrorCategory::ServiceUnavailable => {

@@ -40,6 +40,10 @@ pub struct FaultOptions {
     /// HTTP only: the Retry-After (seconds) sent with a 429.
     #[arg(long, default_value_t = 1, env = "SIM_RETRY_AFTER_SECS")]
     pub retry_after_secs: u64,
+    /// A call whose arguments contain this string makes the process exit
+    /// (code 70) as it arrives: a poison call (empty: never).
+    #[arg(long, default_value = "sim:crash", env = "SIM_CRASH_MARKER")]
+    pub crash_marker: String,
 }
 
 /// A change of knobs at run time (`POST /sim/faults`); absent fields keep
@@ -81,6 +85,7 @@ pub struct Faults {
     error_rate: AtomicU64,
     hang_rate: AtomicU64,
     exit_after: u64,
+    crash_marker: String,
     rate_limit_every: AtomicU64,
     retry_after_secs: AtomicU64,
     rate_limit_next_calls: AtomicU64,
@@ -113,6 +118,7 @@ impl Faults {
             error_rate: AtomicU64::new(opts.error_rate.to_bits()),
             hang_rate: AtomicU64::new(opts.hang_rate.to_bits()),
             exit_after: opts.exit_after,
+            crash_marker: opts.crash_marker,
             rate_limit_every: AtomicU64::new(opts.rate_limit_every),
             retry_after_secs: AtomicU64::new(opts.retry_after_secs),
             rate_limit_next_calls: AtomicU64::new(0),
@@ -159,8 +165,21 @@ impl Faults {
         }
     }
 
-    /// Decides a call's fate; exits the process when the call budget is spent.
-    pub fn on_call(&self) -> Verdict {
+    /// Decides a call's fate; exits the process when the call budget is
+    /// spent or the arguments carry the crash marker.
+    pub fn on_call(
+        &self,
+        arguments: Option<&serde_json::Map<String, serde_json::Value>>,
+    ) -> Verdict {
+        if !self.crash_marker.is_empty()
+            && arguments.is_some_and(|a| {
+                a.values()
+                    .any(|v| v.to_string().contains(self.crash_marker.as_str()))
+            })
+        {
+            tracing::warn!(marker = %self.crash_marker, "poison call; exiting");
+            std::process::exit(70);
+        }
         let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
         if self.exit_after > 0 && n >= self.exit_after {
             tracing::warn!(calls = n, "exit-after reached; exiting");
@@ -254,6 +273,6 @@ mod tests {
         });
         assert_eq!(f.slow(), Duration::ZERO);
         assert_eq!(f.state().error_rate, 1.0);
-        assert_eq!(f.on_call(), Verdict::Fail);
+        assert_eq!(f.on_call(None), Verdict::Fail);
     }
 }

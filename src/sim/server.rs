@@ -274,7 +274,7 @@ impl ServerHandler for SimServer {
                 let _ = cx.peer.notify_tool_list_changed().await;
             }
         }
-        match self.faults.on_call() {
+        match self.faults.on_call(request.arguments.as_ref()) {
             Verdict::Run => {}
             Verdict::Fail => {
                 return Ok(CallToolResult::error(vec![ContentBlock::text(

@@ -21,6 +21,7 @@ use crate::directory::Directory;
 use crate::error::{CallError, Delivery, ErrorCategory};
 use crate::hedge::Hedging;
 use crate::metrics::Metrics;
+use crate::quarantine::{Fingerprint, fingerprint};
 use crate::registry::ToolEntry;
 use crate::service::suspect::Suspect;
 use crate::service::{CallJob, CallReply, CallTool, ServiceHandle, ServiceState, Ticket};
@@ -151,6 +152,8 @@ struct Call<'a> {
     safe: bool,
     call_timeout: Duration,
     deadline: Instant,
+    /// Tool and canonical arguments: how poison calls are recognised.
+    fingerprint: Fingerprint,
     engine: Engine<'a>,
 }
 
@@ -199,6 +202,12 @@ impl Call<'_> {
             deadline: self.deadline,
             retry: config.retry.clone(),
             cancel: cancel.clone(),
+            fingerprint: self.fingerprint,
+            solo: self
+                .engine
+                .directory
+                .quarantine()
+                .is_suspect(&self.entry.group, self.fingerprint),
         };
         let generation = target.generation();
         let handoff = match target.addr() {
@@ -432,6 +441,29 @@ pub(crate) async fn execute(
     let deadline = started + call_timeout;
     let wait_deadline =
         tokio::time::Instant::from_std((started + config.wait_for_service).min(deadline));
+    let fingerprint = fingerprint(&entry.upstream_name, arguments.as_ref());
+    let quarantined = |tried: &[String]| {
+        directory
+            .quarantine()
+            .refused_for(&entry.group, fingerprint)
+            .map(|left| {
+                with_tried(
+                    CallError::new(
+                        ErrorCategory::Quarantined,
+                        format!(
+                            "this call of `{}` with these arguments crashed the upstream twice; \
+                             it is refused for another {} s",
+                            entry.tool.name,
+                            left.as_secs().max(1)
+                        ),
+                    ),
+                    tried,
+                )
+            })
+    };
+    if let Some(e) = quarantined(&[]) {
+        return Err(e);
+    }
     let call = Call {
         entry,
         arguments,
@@ -440,6 +472,7 @@ pub(crate) async fn execute(
         safe: entry.safe_to_repeat(),
         call_timeout,
         deadline,
+        fingerprint,
         engine,
     };
     let events = &call.events;
@@ -573,6 +606,10 @@ pub(crate) async fn execute(
                 });
             }
             Err(e) => {
+                // It may just have crashed its upstream a second time.
+                if let Some(q) = quarantined(&tried) {
+                    return Err(q);
+                }
                 let e = e.at(&service);
                 let repeatable = e.delivery == Delivery::NeverSent || call.safe;
                 if e.retryable() && !repeatable {

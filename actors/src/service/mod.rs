@@ -51,6 +51,9 @@ pub struct ServiceDown {
     pub panicked: bool,
     /// Whether the stop was asked for (shutdown, disable): no restart.
     pub requested: bool,
+    /// A quarantined call caused the crash: it does not count towards the
+    /// restart intensity.
+    pub poison: bool,
 }
 
 /// Sends [`ServiceDown`] when the actor is dropped — including when a
@@ -61,6 +64,8 @@ struct ExitNotice {
     generation: u64,
     reason: Option<String>,
     requested: bool,
+    /// The crash was a quarantined call's doing.
+    poison: bool,
 }
 
 impl Drop for ExitNotice {
@@ -77,6 +82,7 @@ impl Drop for ExitNotice {
             reason,
             panicked,
             requested: self.requested && !panicked,
+            poison: self.poison && !panicked,
         });
     }
 }
@@ -122,6 +128,18 @@ pub struct Shutdown {
     pub reason: String,
 }
 
+/// How long a call whose connection broke waits for the upstream's death
+/// to be reported before it is answered anyway.
+const BROKEN_HOLD: Duration = Duration::from_millis(250);
+
+/// A call whose connection broke under it.
+struct BrokenCall {
+    at: Instant,
+    call: (crate::quarantine::Fingerprint, String),
+    attempt: call::Attempt,
+    reply: oneshot::Sender<Result<CallReply, CallError>>,
+}
+
 /// What a connected service reports once its tools are known.
 struct PendingReady {
     protocol: String,
@@ -165,6 +183,14 @@ pub struct ServiceActor {
     liveness: Option<Arc<transport::tap::Seen>>,
     /// Since when calls have been outstanding without a break.
     busy_since: Option<Instant>,
+    /// Calls in flight upstream: fingerprint and tool, by dispatch number.
+    running: std::collections::HashMap<u64, (crate::quarantine::Fingerprint, String)>,
+    call_seq: u64,
+    /// Calls whose connection broke under them, held until the upstream's
+    /// death is reported (or a moment has passed).
+    broke_under: Vec<BrokenCall>,
+    /// A suspected poison call is in flight, alone.
+    solo_in_flight: bool,
     exit: ExitNotice,
 }
 
@@ -199,12 +225,17 @@ impl ServiceActor {
             pending_ready: None,
             liveness: None,
             busy_since: None,
+            running: std::collections::HashMap::new(),
+            call_seq: 0,
+            broke_under: Vec::new(),
+            solo_in_flight: false,
             exit: ExitNotice {
                 supervisor,
                 service,
                 generation,
                 reason: None,
                 requested: false,
+                poison: false,
             },
         }
     }
@@ -225,6 +256,64 @@ impl ServiceActor {
             self.exit.reason = Some(reason);
         }
         ctx.stop();
+    }
+
+    /// The upstream went away. If its process died by itself with calls
+    /// in flight, those calls are suspects — or, for one that already was
+    /// and ran alone, the cause (see [`crate::quarantine`]).
+    fn connection_closed(&mut self, ctx: &mut Context<Self>, closed: transport::Closed) {
+        let mut reason = closed.reason.clone();
+        // Their answers are dropped with the actor: the router reads the
+        // tickets, and sees the quarantine recorded below.
+        let mut in_flight: Vec<_> = std::mem::take(&mut self.broke_under)
+            .into_iter()
+            .map(|b| b.call)
+            .collect();
+        in_flight.extend(self.running.values().cloned());
+        if closed.self_inflicted() && !self.exit.requested && !in_flight.is_empty() {
+            let blamed = self
+                .directory
+                .quarantine()
+                .crashed(self.handle.spec.group(), &in_flight);
+            if !blamed.is_empty() {
+                for tool in &blamed {
+                    self.metrics.quarantined(self.name(), tool);
+                }
+                tracing::warn!(service = %self.name(), tools = ?blamed, "a call crashed its upstream twice; quarantined");
+                reason = format!(
+                    "{reason}; caused by a call of {} (quarantined)",
+                    blamed.join(", ")
+                );
+                self.exit.poison = true;
+            }
+        }
+        self.crash(ctx, reason);
+    }
+
+    fn hold_broken(
+        &mut self,
+        ctx: &mut Context<Self>,
+        call: (crate::quarantine::Fingerprint, String),
+        attempt: call::Attempt,
+        reply: oneshot::Sender<Result<CallReply, CallError>>,
+    ) {
+        self.broke_under.push(BrokenCall {
+            at: Instant::now(),
+            call,
+            attempt,
+            reply,
+        });
+        ctx.run_later(BROKEN_HOLD, |act, ctx| {
+            let (due, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut act.broke_under)
+                .into_iter()
+                .partition(|b| b.at.elapsed() >= BROKEN_HOLD);
+            act.broke_under = keep;
+            for b in due {
+                act.settle(ctx, b.attempt, b.reply);
+            }
+            // The connection lived on: carry on with the queue.
+            act.dispatch(ctx);
+        });
     }
 
     /// Tells the health monitor what was just observed.
@@ -268,7 +357,7 @@ impl ServiceActor {
         ctx.spawn(
             conn.closed
                 .into_actor(self)
-                .map(|reason, act, ctx| act.crash(ctx, reason)),
+                .map(|closed, act, ctx| act.connection_closed(ctx, closed)),
         );
         ctx.add_stream(futures::stream::unfold(events, |mut rx| async move {
             rx.recv().await.map(|e| (e, rx))
@@ -337,8 +426,14 @@ impl ServiceActor {
             return;
         }
         let limit = self.handle.spec.limits.max_in_flight.max(1);
-        while self.in_flight < limit {
+        // Nothing more goes down a connection that just broke under a call.
+        while self.in_flight < limit && !self.solo_in_flight && self.broke_under.is_empty() {
             let Some(live) = &self.live else { break };
+            // A suspected poison call goes alone: if the upstream dies
+            // under it, nothing else is to blame.
+            if self.in_flight > 0 && self.queue.front().is_some_and(|c| c.job.solo) {
+                break;
+            }
             let Some(CallTool { job, reply }) = self.queue.pop_front() else {
                 break;
             };
@@ -357,16 +452,41 @@ impl ServiceActor {
             }
             self.in_flight += 1;
             self.busy_since.get_or_insert_with(Instant::now);
+            self.call_seq += 1;
+            let seq = self.call_seq;
+            let solo = job.solo;
+            let fingerprint = job.fingerprint;
+            self.solo_in_flight = solo;
+            self.running.insert(seq, (fingerprint, job.name.clone()));
             let fut = call::run(live.peer.clone(), live.handler.clone(), live.stateless, job);
             ctx.spawn(fut.into_actor(self).map(move |attempt, act, ctx| {
                 act.in_flight -= 1;
+                let call = act.running.remove(&seq);
+                let broken = attempt
+                    .outcome
+                    .as_ref()
+                    .is_err_and(|e| e.category == ErrorCategory::Network);
                 if act.in_flight == 0 {
                     act.busy_since = None;
+                }
+                if solo {
+                    act.solo_in_flight = false;
+                    if attempt.outcome.is_ok() {
+                        act.directory
+                            .quarantine()
+                            .cleared(act.handle.spec.group(), fingerprint);
+                    }
                 }
                 act.observe_call(&attempt.outcome, attempt.latency);
                 act.metrics
                     .upstream_attempt(act.name(), attempt.latency.as_secs_f64());
-                act.settle(ctx, attempt, reply);
+                match call {
+                    // The connection broke under it: the upstream probably
+                    // died, and whether this call is to blame is known once
+                    // that is reported. Its answer waits a moment for that.
+                    Some(call) if broken => act.hold_broken(ctx, call, attempt, reply),
+                    _ => act.settle(ctx, attempt, reply),
+                }
                 act.dispatch(ctx);
             }));
         }

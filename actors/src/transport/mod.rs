@@ -43,7 +43,54 @@ pub struct Connection {
     pub liveness: Option<Arc<tap::Seen>>,
     /// Resolves, with a reason, when the connection ends. Owns the
     /// connection's resources: drop it to close everything.
-    pub closed: BoxFuture<'static, String>,
+    pub closed: BoxFuture<'static, Closed>,
+}
+
+/// How a connection ended.
+#[derive(Debug, Clone)]
+pub struct Closed {
+    /// What happened, for logs and `/api/services`.
+    pub reason: String,
+    /// The launched process's exit status, when it exited.
+    pub exit: Option<std::process::ExitStatus>,
+}
+
+impl Closed {
+    fn exited(status: std::io::Result<std::process::ExitStatus>) -> Self {
+        Self {
+            reason: format!(
+                "upstream process exited ({})",
+                status
+                    .as_ref()
+                    .map_or_else(|e| e.to_string(), |s| s.to_string())
+            ),
+            exit: status.ok(),
+        }
+    }
+
+    fn other(reason: String) -> Self {
+        Self { reason, exit: None }
+    }
+
+    /// Whether the process died by itself (an exit, or a fault such as
+    /// SIGSEGV or SIGABRT) rather than being killed or stopped from outside.
+    pub fn self_inflicted(&self) -> bool {
+        let Some(status) = self.exit else {
+            return false;
+        };
+        #[cfg(unix)]
+        {
+            use std::os::unix::process::ExitStatusExt;
+            if let Some(sig) = status.signal() {
+                return !matches!(
+                    sig,
+                    libc::SIGKILL | libc::SIGTERM | libc::SIGINT | libc::SIGHUP | libc::SIGPIPE
+                );
+            }
+        }
+        let _ = status;
+        true
+    }
 }
 
 impl Connection {

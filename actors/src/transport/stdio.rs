@@ -13,7 +13,7 @@ use rmcp::service::{ClientLifecycleMode, ClientServiceExt};
 use tokio::io::AsyncBufReadExt;
 
 use super::tap::{Seen, Tap};
-use super::{Connection, Refusal, UpstreamHandler, launch_spec, refusal, server_info};
+use super::{Closed, Connection, Refusal, UpstreamHandler, launch_spec, refusal, server_info};
 use crate::error::{CallError, ErrorCategory};
 use crate::process::{ProcessSlot, UpstreamProcess};
 use crate::spec::ServiceSpec;
@@ -72,20 +72,14 @@ pub async fn connect(
     };
     let (peer, info) = server_info(&running).await?;
     let closed = Box::pin(async move {
-        let exited = |status: std::io::Result<std::process::ExitStatus>| {
-            format!(
-                "upstream process exited ({})",
-                status.map_or_else(|e| e.to_string(), |s| s.to_string())
-            )
-        };
         tokio::select! {
-            status = process.wait() => exited(status),
+            status = process.wait() => Closed::exited(status),
             reason = running.waiting() => {
                 // The session usually ends because the process died; say so
                 // when it did (a dying process closes its pipes first).
                 match tokio::time::timeout(EXIT_GRACE, process.wait()).await {
-                    Ok(status) => exited(status),
-                    Err(_) => format!("stdio session ended ({reason:?}); the process kept running"),
+                    Ok(status) => Closed::exited(status),
+                    Err(_) => Closed::other(format!("stdio session ended ({reason:?}); the process kept running")),
                 }
             }
         }

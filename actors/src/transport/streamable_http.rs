@@ -15,7 +15,7 @@ use rmcp::service::ClientLifecycleMode;
 
 use super::errors::from_transport_error;
 use super::sse::LegacySse;
-use super::{Connection, Refusal, UpstreamHandler, launch_spec, refusal, server_info};
+use super::{Closed, Connection, Refusal, UpstreamHandler, launch_spec, refusal, server_info};
 use crate::error::{CallError, ErrorCategory};
 use crate::process::{ProcessSlot, UpstreamProcess};
 use crate::spec::{ServiceSpec, TransportKind};
@@ -118,15 +118,14 @@ pub async fn connect(
                 // `wait()` would close the child's stdin first; keep it.
                 let _stdin = child.child_mut().stdin.take();
                 tokio::select! {
-                    status = child.wait() => format!("upstream process exited ({})",
-                        status.map_or_else(|e| e.to_string(), |s| s.to_string())),
-                    reason = running.waiting() => format!("http session ended ({reason:?})"),
+                    status = child.wait() => Closed::exited(status),
+                    reason = running.waiting() => Closed::other(format!("http session ended ({reason:?})")),
                 }
             }
-            None => match running.waiting().await {
+            None => Closed::other(match running.waiting().await {
                 Ok(reason) => format!("http session ended ({reason:?})"),
                 Err(e) => format!("http session task failed: {e}"),
-            },
+            }),
         }
     });
     Ok(Connection {
