@@ -19,7 +19,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         process::use_warden(exe);
     }
     let registry = Arc::new(config.registry()?);
-    let directory = Arc::new(Directory::new(config.services.clone()));
+    let directory = Arc::new(Directory::with_quarantine(
+        config.services.clone(),
+        config.router.quarantine.clone(),
+    ));
     let metrics = Arc::new(Metrics::new());
     let monitor = HealthMonitor::new(directory.clone(), config.alerts.clone()).start();
     let supervisor = Supervisor::new(

@@ -100,6 +100,8 @@ pub struct RouterSection {
     pub tool_names: ToolNaming,
     /// Hedging of safe calls that linger on a slow or suspect replica.
     pub hedge: mcpvisor_actors::hedge::HedgeConfig,
+    /// How long calls that crashed their upstream twice are refused.
+    pub quarantine: mcpvisor_actors::quarantine::QuarantineConfig,
 }
 
 impl Default for RouterSection {
@@ -110,6 +112,7 @@ impl Default for RouterSection {
             wait_for_service_ms: d.wait_for_service.as_millis() as u64,
             tool_names: ToolNaming::default(),
             hedge: d.hedge,
+            quarantine: Default::default(),
         }
     }
 }
