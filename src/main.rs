@@ -35,6 +35,8 @@ enum Command {
     Sim(sim::SimOptions),
     /// Connect to an MCP server as a service actor would, and report.
     Probe(cli::probe::ProbeArgs),
+    /// Run a restart or failover drill against a running daemon.
+    Drill(cli::drill::DrillArgs),
 }
 
 #[derive(Debug, Default, clap::Args)]
@@ -66,6 +68,7 @@ fn main() -> ExitCode {
         Command::Call(args) => run_async(cli::call::run(args)),
         Command::Sim(opts) => run_async(sim::run(opts)),
         Command::Probe(args) => run_async(cli::probe::run(args)),
+        Command::Drill(args) => run_async(cli::drill::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

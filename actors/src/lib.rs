@@ -6,6 +6,7 @@
 
 pub mod catalog;
 pub mod directory;
+pub mod drill;
 pub mod error;
 pub mod health;
 pub mod hedge;

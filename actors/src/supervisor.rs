@@ -34,6 +34,8 @@ pub struct Supervisor {
     disabled: HashSet<String>,
     /// Failed services being retried at the slow cadence.
     recovering: HashSet<String>,
+    /// Services whose next restart waits until then (a failover drill).
+    holds: HashMap<String, Instant>,
     stopping: bool,
 }
 
@@ -53,6 +55,7 @@ impl Supervisor {
             restarts: HashMap::new(),
             disabled: HashSet::new(),
             recovering: HashSet::new(),
+            holds: HashMap::new(),
             stopping: false,
         }
     }
@@ -124,6 +127,21 @@ impl Handler<ServiceDown> for Supervisor {
             return;
         }
         let policy = &handle.spec.restart;
+        if let Some(until) = self.holds.remove(&msg.service)
+            && until > Instant::now()
+        {
+            // Held down on purpose: back when the hold ends, not counted.
+            handle.count_restart();
+            handle.detach(ServiceState::Restarting, &msg.reason);
+            self.evaluate(&msg.service);
+            tracing::warn!(service = %msg.service, reason = %msg.reason, hold_ms = until.duration_since(Instant::now()).as_millis() as u64, "service held down until the drill ends");
+            ctx.run_later(until.duration_since(Instant::now()), move |act, ctx| {
+                if handle.state() == ServiceState::Restarting {
+                    act.start_service(&handle, ctx);
+                }
+            });
+            return;
+        }
         if msg.poison {
             // The service did nothing wrong: a quarantined call crashed it.
             // Restart it at once, without counting towards the intensity.
@@ -311,5 +329,42 @@ impl Handler<InjectFault> for Supervisor {
             .ok_or_else(|| format!("service `{}` is not running", msg.service))?;
         addr.do_send(InjectPanic);
         Ok(())
+    }
+}
+
+/// Holds a service's next restart until `until` (a failover drill keeps
+/// the preferred replica down for a while, then lets it come back).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct HoldRestart {
+    /// The service.
+    pub service: String,
+    /// When it may start again.
+    pub until: Instant,
+}
+
+impl Handler<HoldRestart> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: HoldRestart, _: &mut Context<Self>) {
+        self.holds.insert(msg.service, msg.until);
+    }
+}
+
+/// Forgets a service's recent restarts (after a restart-storm drill, so
+/// the next real crash is not held against it).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct ForgetRestarts {
+    /// The service.
+    pub service: String,
+}
+
+impl Handler<ForgetRestarts> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ForgetRestarts, _: &mut Context<Self>) {
+        self.restarts.remove(&msg.service);
+        self.recovering.remove(&msg.service);
     }
 }

@@ -92,7 +92,7 @@ pub async fn run(args: CallArgs) -> anyhow::Result<()> {
 }
 
 /// Event name and JSON data of one SSE frame.
-fn parse_frame(frame: &str) -> (String, Option<Value>) {
+pub(crate) fn parse_frame(frame: &str) -> (String, Option<Value>) {
     let mut event = String::from("message");
     let mut data = String::new();
     for line in frame.lines() {

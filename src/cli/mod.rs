@@ -1,6 +1,7 @@
 //! Subcommands of the `mcpvisor` binary.
 
 pub mod call;
+pub mod drill;
 pub mod probe;
 pub mod serve;
 pub mod tools;

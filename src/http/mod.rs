@@ -3,6 +3,7 @@
 //! message to the router, and the call's events are rendered as they come.
 
 mod admin;
+mod drills;
 mod errors;
 mod health;
 mod mcp;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub server: Arc<ServerConfig>,
     /// Legacy MCP sessions.
     pub sessions: Arc<mcp::Sessions>,
+    /// Drills against this daemon, one at a time.
+    pub drills: Arc<mcpvisor_actors::drill::Drills>,
 }
 
 impl AppState {
@@ -65,6 +68,7 @@ impl AppState {
             directory,
             server: Arc::new(server),
             sessions,
+            drills: Arc::default(),
         }
     }
 
@@ -94,7 +98,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: &AppState) {
         .configure(mcp::routes)
         .configure(stream_api::routes)
         .configure(health::routes)
-        .configure(admin::routes);
+        .configure(admin::routes)
+        .configure(drills::routes);
 }
 
 /// Binds the listener; returns the server and the address it got.

@@ -106,8 +106,14 @@ impl Daemon {
     /// Starts the daemon exactly as `cargo run` does — no arguments, the
     /// embedded default config — but on an ephemeral port.
     pub fn start_default() -> Daemon {
+        Self::start_default_with(&[])
+    }
+
+    /// The default daemon with extra environment (e.g. the admin token).
+    pub fn start_default_with(env: &[(&str, &str)]) -> Daemon {
         let mut cmd = Command::new(BIN);
         cmd.env("MCPVISOR_LISTEN", "127.0.0.1:0");
+        cmd.envs(env.iter().copied());
         Self::launch(cmd, tempfile::tempdir().expect("tempdir"), true)
     }
 

@@ -264,14 +264,10 @@ impl Call<'_> {
                     format!("service {} stopped while handling the call", d.service),
                 );
                 e.delivery = d.ticket.delivery();
-                // The service died under a call it had sent: a failure for
-                // its breaker (which settles a half-open trial). A call still
-                // queued learnt nothing: its admission goes back.
-                if e.delivery == Delivery::MaybeSent {
-                    d.target.breaker_record(false);
-                } else {
-                    d.target.breaker_release();
-                }
+                // The service died: its actor recorded whatever it saw of
+                // the call, and the next instance starts with a fresh
+                // breaker. A trial the actor never settled goes back.
+                d.target.breaker_release();
                 (Err(e), true)
             }
         };

@@ -119,6 +119,14 @@ impl Breaker {
         }
     }
 
+    /// Closes the breaker and forgets past outcomes: a new instance of
+    /// the service starts with a clean record.
+    pub fn reset(&mut self) {
+        self.position = Position::Closed;
+        self.outcomes.clear();
+        self.consecutive_failures = 0;
+    }
+
     /// Gives back an admission that produced no outcome (the call was
     /// cancelled or never handed over), so a half-open trial is not lost.
     pub fn release(&mut self) {

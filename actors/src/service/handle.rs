@@ -86,6 +86,9 @@ pub struct ServiceHandle {
     suspect_notify: Notify,
     /// Hedge races lost in a row.
     hedge_losses: AtomicU32,
+    /// Until when the upstream is to be treated as unreachable (an outage
+    /// drill): connection attempts fail at once.
+    unreachable_until: Mutex<Option<Instant>>,
 }
 
 #[derive(Default)]
@@ -142,6 +145,7 @@ impl ServiceHandle {
             suspect_reason: Mutex::new(None),
             suspect_notify: Notify::new(),
             hedge_losses: AtomicU32::new(0),
+            unreachable_until: Mutex::new(None),
         }
     }
 
@@ -316,6 +320,25 @@ impl ServiceHandle {
         self.hedge_losses.store(0, Ordering::Relaxed);
     }
 
+    /// Treats the upstream as unreachable until `until` (`None`: reachable).
+    pub fn set_unreachable(&self, until: Option<Instant>) {
+        *self
+            .unreachable_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = until;
+    }
+
+    /// How much longer the upstream is unreachable, if it is.
+    pub fn unreachable_for(&self) -> Option<Duration> {
+        let until = *self
+            .unreachable_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        until
+            .and_then(|u| u.checked_duration_since(Instant::now()))
+            .filter(|d| !d.is_zero())
+    }
+
     /// The process group this service launches (one instance at a time).
     pub fn process(&self) -> &Arc<ProcessSlot> {
         &self.process
@@ -381,6 +404,8 @@ impl ServiceHandle {
         }
         self.pid.store(pid.unwrap_or(0), Ordering::Relaxed);
         self.consecutive_failures.store(0, Ordering::Relaxed);
+        // The failures that opened the breaker were the old instance's.
+        self.breaker().reset();
         self.set_state(ServiceState::Ready);
         self.ready.notify_waiters();
     }

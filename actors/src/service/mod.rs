@@ -120,6 +120,23 @@ fn super_seded() -> CallError {
 #[rtype(result = "()")]
 pub struct InjectPanic;
 
+/// Drops the connection as a failure would (an outage drill): the
+/// supervisor restarts the service as after a crash.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Sever {
+    /// Why.
+    pub reason: String,
+}
+
+impl Handler<Sever> for ServiceActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Sever, ctx: &mut Context<Self>) {
+        self.crash(ctx, msg.reason);
+    }
+}
+
 /// Stops the service for good (shutdown or disable).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -526,6 +543,16 @@ impl Actor for ServiceActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(self.handle.spec.limits.max_queue.max(16));
+        if let Some(left) = self.handle.unreachable_for() {
+            self.crash(
+                ctx,
+                format!(
+                    "connect failed: network: upstream unreachable (outage drill, {} ms left)",
+                    left.as_millis()
+                ),
+            );
+            return;
+        }
         let spec = self.handle.spec.clone();
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let handler = UpstreamHandler::new(events_tx);
