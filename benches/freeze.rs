@@ -130,7 +130,10 @@ fn main() {
     phase.store(2, Ordering::Relaxed);
     std::thread::sleep(Duration::from_secs(3));
     stop.store(true, Ordering::Relaxed);
-    let seen: Vec<(u8, bool, f64)> = workers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+    let seen: Vec<(u8, bool, f64)> = workers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
     println!(
         "default daemon, {clients} clients of asana_list_workspaces over /mcp; stdio replica SIGSTOPped for {} s",
         freeze.as_secs()

@@ -206,3 +206,76 @@ backoff_initial_ms = 5000
     let exit = d.service("mute")["lastExit"].as_str().unwrap().to_owned();
     assert!(exit.contains("no MCP handshake within 300 ms"), "{exit}");
 }
+
+fn misbehaving(mode: &str, extra: &str) -> String {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/peers/servers/misbehaving.py"
+    );
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[[services]]
+name = "odd"
+transport = "stdio"
+command = "python3"
+args = ["{script}", "{mode}"]
+[services.limits]
+stop_grace_ms = 300
+{extra}
+[services.health]
+interval_ms = 200
+timeout_ms = 500
+[services.restart]
+backoff_initial_ms = 50
+max_restarts = 50
+"#
+    )
+}
+
+#[test]
+fn a_server_that_drip_feeds_its_answers_is_served_normally() {
+    let d = Daemon::start(&misbehaving("drip", ""));
+    for i in 0..5 {
+        let events = d.stream("echo", json!({"text": format!("slowly {i}")}));
+        let e = outcome(&events);
+        assert_eq!(e.event, "result", "{events:?}");
+        assert_eq!(
+            e.data["content"][0]["text"],
+            format!("slowly {i}"),
+            "{}",
+            e.data
+        );
+    }
+    assert_eq!(d.service("odd")["restarts"], 0);
+}
+
+#[test]
+fn a_server_that_closes_its_output_mid_call_is_restarted_and_the_call_ends() {
+    let d = Daemon::start(&misbehaving("close", "call_timeout_ms = 10000"));
+    let started = Instant::now();
+    let events = d.stream("echo", json!({"text": "hello"}));
+    let e = outcome(&events);
+    assert_eq!(e.event, "error", "{events:?}");
+    // The read is safe to repeat: it is retried on the next instance,
+    // which closes too, until the call ends with a clear error.
+    assert!(
+        started.elapsed() < Duration::from_secs(11),
+        "took {:?}",
+        started.elapsed()
+    );
+    d.wait_until("the mute server restarted", Duration::from_secs(10), |d| {
+        d.service("odd")["restarts"].as_u64() >= Some(1)
+    });
+    // Its closed output ended the session (whichever noticed first: the
+    // session's end, or the probes that could no longer be sent).
+    let exit = d.service("odd")["lastExit"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    assert!(
+        exit.contains("the process kept running") || exit.contains("connection closed"),
+        "{exit}"
+    );
+}

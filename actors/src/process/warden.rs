@@ -129,6 +129,10 @@ mod linux {
             )
         })?;
         let server = server.id() as libc::pid_t;
+        // The pipes are the server's alone: a server that closes its
+        // stdout must be seen to close it, and one that dies must not leave
+        // a reader of its stdin behind.
+        release_stdio();
         let mut status: Option<libc::c_int> = None;
         loop {
             let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
@@ -145,6 +149,22 @@ mod linux {
         }
         end_group(args.grace, server, &mut status);
         exit_like(status)
+    }
+
+    /// Points stdin, stdout and stderr at /dev/null.
+    fn release_stdio() {
+        // SAFETY: opens /dev/null and duplicates it over our own fds 0-2.
+        unsafe {
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+            if null >= 0 {
+                for fd in 0..=2 {
+                    libc::dup2(null, fd);
+                }
+                if null > 2 {
+                    libc::close(null);
+                }
+            }
+        }
     }
 
     /// Reaps every exited child, noting the server's status.
