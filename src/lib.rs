@@ -2,6 +2,7 @@
 //! simulated Asana service and the command line. The engine (actors,
 //! routing, supervision) is the `mcpvisor-actors` crate.
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod http;

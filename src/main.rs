@@ -80,11 +80,17 @@ fn main() -> ExitCode {
 }
 
 /// Logs go to stderr (stdout may be an MCP stdio channel); the filter
-/// comes from `MCPVISOR_LOG`, then `RUST_LOG`, default `info` (rmcp: `warn`).
+/// comes from `MCPVISOR_LOG`, then `RUST_LOG`, default `info` (rmcp:
+/// `warn`). The HTTP/1 dispatcher's own errors are about malformed client
+/// requests and dropped connections — a client's garbage is no error of
+/// the daemon's — so they are left out unless asked for.
 fn init_tracing() {
-    let filter = std::env::var("MCPVISOR_LOG")
+    let mut filter = std::env::var("MCPVISOR_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info,rmcp=warn".into());
+    if !filter.contains("actix_http") {
+        filter.push_str(",actix_http::h1::dispatcher=off");
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)

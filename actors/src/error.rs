@@ -151,11 +151,18 @@ pub struct CallError {
 }
 
 impl CallError {
-    /// A new error that never reached an upstream.
+    /// A new error that never reached an upstream. URLs in the message
+    /// lose their credentials and query values: errors are shown.
     pub fn new(category: ErrorCategory, message: impl Into<String>) -> Self {
+        let message = message.into();
+        let message = if message.contains("://") {
+            crate::secrets::scrub(&message)
+        } else {
+            message
+        };
         Self {
             category,
-            message: message.into(),
+            message,
             delivery: Delivery::NeverSent,
             services: Vec::new(),
             retry_after: None,

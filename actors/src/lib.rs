@@ -18,6 +18,7 @@ pub mod registry;
 pub mod relay;
 pub mod retry;
 pub mod router;
+pub mod secrets;
 pub mod service;
 pub mod spec;
 pub mod stream;

@@ -31,7 +31,8 @@ pub fn check_config(file: Option<&Path>) -> anyhow::Result<()> {
     );
     for s in &config.services {
         let manifest = config.manifest_for(s)?;
-        let wire = match (&s.command, &s.url) {
+        let url = s.url.as_deref().map(mcpvisor_actors::secrets::redact_url);
+        let wire = match (&s.command, &url) {
             (Some(c), Some(u)) => {
                 format!("streamable_http {u} (launches `{c} {}`)", s.args.join(" "))
             }

@@ -1,5 +1,6 @@
 //! `mcpvisor serve`: wires the engine to the HTTP server and runs both.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,10 +10,54 @@ use mcpvisor_actors::process;
 use mcpvisor_actors::supervisor::StopAll;
 use mcpvisor_actors::{Directory, HealthMonitor, Router, Supervisor};
 
+use crate::auth::Authenticator;
 use crate::config::Config;
-use crate::http::{self, AppState};
+use crate::http::guard::Guard;
+use crate::http::{self, AppState, Engine};
 
 /// Runs the daemon until it is told to stop (Ctrl-C / SIGTERM).
+/// Client authentication as configured, and the rule for who may listen
+/// where: beyond loopback, clients must authenticate unless
+/// `auth.allow_anonymous` says otherwise.
+fn guard(config: &Config) -> anyhow::Result<Guard> {
+    let mut auth = config.auth.clone();
+    if let Some(o) = auth.oauth.as_mut()
+        && let Some(file) = o.jwks_file.as_mut()
+        && file.is_relative()
+    {
+        let base = config.source.parent().unwrap_or(Path::new("."));
+        *file = base.join(&*file);
+    }
+    let authenticator = Authenticator::new(
+        &auth,
+        &config.server.admin_token,
+        Some(config.server.client_token.as_str()),
+    );
+    let loopback = config.server.listen.ip().is_loopback();
+    match (authenticator.required(), loopback, auth.allow_anonymous) {
+        (true, _, _) => tracing::info!(
+            oauth = auth.oauth.is_some(),
+            clients = auth.clients.len(),
+            "client authentication on: every call and read needs a bearer token"
+        ),
+        (false, true, _) => tracing::info!(
+            "no client authentication configured: clients on this machine need no token"
+        ),
+        (false, false, true) => tracing::warn!(
+            listen = %config.server.listen,
+            "listening beyond loopback without client authentication (auth.allow_anonymous): \
+             anyone who reaches this address can run tools"
+        ),
+        (false, false, false) => anyhow::bail!(
+            "refusing to listen on {} without client authentication: configure \
+             [[auth.clients]], [auth.oauth] or MCPVISOR_CLIENT_TOKEN, or set \
+             auth.allow_anonymous = true to accept anyone",
+            config.server.listen
+        ),
+    }
+    Ok(Guard::new(authenticator, auth.limits.clone()))
+}
+
 pub async fn run(config: Config) -> anyhow::Result<()> {
     // Launched servers run under this executable's warden, so none outlives us.
     if let Ok(exe) = std::env::current_exe() {
@@ -39,15 +84,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         metrics.clone(),
     )
     .start();
-    let state = AppState::new(
+    let guard = guard(&config)?;
+    let engine = Engine {
         router,
-        supervisor.clone(),
+        supervisor: supervisor.clone(),
         monitor,
         metrics,
-        registry.clone(),
+        registry: registry.clone(),
         directory,
-        config.server.clone(),
-    );
+    };
+    let state = AppState::new(engine, config.server.clone(), guard);
     let (server, addr) = http::bind(state)?;
     tracing::info!(%addr, services = config.services.len(), tools = registry.snapshot().len(), "mcpvisor serving");
     // One line on stdout that scripts and tests can wait for.

@@ -41,6 +41,9 @@ pub struct Config {
     /// Retry strategies per error category.
     #[serde(default)]
     pub retry: RetryConfig,
+    /// Client authentication and per-client limits.
+    #[serde(default)]
+    pub auth: crate::auth::AuthConfig,
     /// Upstream MCP services.
     #[serde(default)]
     pub services: Vec<ServiceSpec>,
@@ -63,8 +66,16 @@ pub struct ServerConfig {
     pub heartbeat_ms: u64,
     /// Events buffered per call between the engine and a slow client.
     pub event_buffer: usize,
-    /// Browser origins allowed on `/mcp` besides loopback ones.
+    /// Browser origins allowed besides loopback ones (exact
+    /// `scheme://host[:port]`; no wildcard).
     pub allowed_origins: Vec<String>,
+    /// Host names (or `host:port`) this daemon answers to besides loopback
+    /// ones: the names clients reach it by when it listens beyond loopback.
+    pub allowed_hosts: Vec<String>,
+    /// Bearer token of one client with the `call` and `read` scopes
+    /// (`MCPVISOR_CLIENT_TOKEN`); setting it turns client authentication on.
+    #[serde(skip)]
+    pub client_token: String,
     /// Idle legacy MCP sessions are forgotten after this long.
     pub session_idle_secs: u64,
     /// Most legacy MCP sessions kept at once.
@@ -80,6 +91,8 @@ impl Default for ServerConfig {
             heartbeat_ms: 15_000,
             event_buffer: 256,
             allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+            client_token: String::new(),
             session_idle_secs: 3600,
             max_sessions: 10_000,
         }
@@ -211,6 +224,9 @@ impl Config {
         if let Some(v) = env("MCPVISOR_ADMIN_TOKEN") {
             self.server.admin_token = v;
         }
+        if let Some(v) = env("MCPVISOR_CLIENT_TOKEN") {
+            self.server.client_token = v;
+        }
         if let Some(v) = env("MCPVISOR_MAX_BODY_BYTES") {
             self.server.max_body_bytes = v
                 .parse()
@@ -246,6 +262,7 @@ impl Config {
                 ));
             }
         }
+        self.validate_security(text)?;
         let mut names = std::collections::HashSet::new();
         for (i, s) in self.services.iter().enumerate() {
             let line = service_line(text, &s.name);
@@ -329,6 +346,91 @@ impl Config {
                 && let Err(e) = self.manifest_source(m)
             {
                 return Err(fail("manifest", e));
+            }
+            // Credentials in the URL become Basic auth only when no
+            // Authorization header is configured; both at once is ambiguous.
+            let has_userinfo = s.url.as_deref().is_some_and(|u| {
+                reqwest::Url::parse(&u.replace("{port}", "1"))
+                    .is_ok_and(|u| !u.username().is_empty() || u.password().is_some())
+            });
+            if has_userinfo
+                && s.headers
+                    .keys()
+                    .any(|k| k.eq_ignore_ascii_case("authorization"))
+            {
+                let header_line = text
+                    .lines()
+                    .enumerate()
+                    .skip(line)
+                    .find(|(_, l)| {
+                        l.trim_start()
+                            .to_ascii_lowercase()
+                            .starts_with("authorization")
+                    })
+                    .map_or(line, |(i, _)| i + 1);
+                return Err((
+                    header_line,
+                    format!("services[{i}].headers.Authorization"),
+                    "both credentials in the url and an Authorization header; keep one".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `[auth]` and the Host / Origin lists.
+    fn validate_security(&self, text: &str) -> Result<(), (usize, String, String)> {
+        let line_of_key = |key: &str| {
+            text.lines()
+                .position(|l| l.trim_start().starts_with(key))
+                .map_or(0, |i| i + 1)
+        };
+        if let Some(o) = self.server.allowed_origins.iter().find(|o| o.contains('*')) {
+            return Err((
+                line_of_key("allowed_origins"),
+                "server.allowed_origins".into(),
+                format!("`{o}`: wildcards are not allowed; list each origin"),
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, c) in self.auth.clients.iter().enumerate() {
+            let line = text
+                .match_indices(&format!("\"{}\"", c.name))
+                .next()
+                .map_or(0, |(at, _)| line_of(text, at));
+            if c.token.trim().is_empty() {
+                return Err((line, format!("auth.clients[{i}].token"), "is empty".into()));
+            }
+            if c.token.len() < 16 {
+                return Err((
+                    line,
+                    format!("auth.clients[{i}].token"),
+                    "is shorter than 16 characters; use a long random token".into(),
+                ));
+            }
+            if !names.insert(&c.name) {
+                return Err((
+                    line,
+                    format!("auth.clients[{i}].name"),
+                    format!("duplicate client `{}`", c.name),
+                ));
+            }
+        }
+        if let Some(o) = &self.auth.oauth {
+            let line = line_of_key("[auth.oauth]");
+            if o.jwks_url.is_none() == o.jwks_file.is_none() {
+                return Err((
+                    line,
+                    "auth.oauth.jwks_url".into(),
+                    "set exactly one of jwks_url and jwks_file".into(),
+                ));
+            }
+            if reqwest::Url::parse(&o.resource).is_err() {
+                return Err((
+                    line,
+                    "auth.oauth.resource".into(),
+                    format!("`{}` is not an absolute URL", o.resource),
+                ));
             }
         }
         Ok(())

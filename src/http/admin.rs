@@ -1,7 +1,6 @@
 //! Operator routes: services, liveness, readiness, and fault injection.
 
-use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use mcpvisor_actors::service::ServiceState;
 use mcpvisor_actors::supervisor::{InjectFault, SetEnabled};
 use mcpvisor_actors::{CallError, ErrorCategory};
@@ -55,62 +54,27 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-/// Checks the admin bearer token.
-pub fn require_admin(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
-    let expected = &state.server.admin_token;
-    if expected.is_empty() {
-        return Err(ApiError(
-            CallError::new(
-                ErrorCategory::Auth,
-                "admin routes are disabled: set server.admin_token",
-            ),
-            Some(StatusCode::FORBIDDEN),
-        ));
-    }
-    let given = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if given.is_some_and(|g| constant_time_eq(g.as_bytes(), expected.as_bytes())) {
-        Ok(())
-    } else {
-        Err(ApiError(
-            CallError::new(ErrorCategory::Auth, "missing or wrong admin token"),
-            Some(StatusCode::UNAUTHORIZED),
-        ))
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 async fn enable(
     state: web::Data<AppState>,
-    req: HttpRequest,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    set_enabled(&state, &req, name.into_inner(), true).await
+    set_enabled(&state, name.into_inner(), true).await
 }
 
 async fn disable(
     state: web::Data<AppState>,
-    req: HttpRequest,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    set_enabled(&state, &req, name.into_inner(), false).await
+    set_enabled(&state, name.into_inner(), false).await
 }
 
 /// `POST /api/services/{name}/enable|disable`: switches a service on or off
 /// at run time (enabling also revives a service the supervisor gave up on).
 async fn set_enabled(
     state: &AppState,
-    req: &HttpRequest,
     service: String,
     enabled: bool,
 ) -> Result<HttpResponse, ApiError> {
-    require_admin(state, req)?;
     match state
         .supervisor
         .send(SetEnabled {
@@ -132,10 +96,8 @@ async fn set_enabled(
 /// handler panic, to prove the supervisor restarts it.
 async fn inject_panic(
     state: web::Data<AppState>,
-    req: HttpRequest,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    require_admin(&state, &req)?;
     let service = name.into_inner();
     match state
         .supervisor

@@ -5,8 +5,10 @@
 mod admin;
 mod drills;
 mod errors;
+pub mod guard;
 mod health;
 mod mcp;
+mod oauth;
 mod stream_api;
 
 use std::sync::Arc;
@@ -41,19 +43,31 @@ pub struct AppState {
     pub sessions: Arc<mcp::Sessions>,
     /// Drills against this daemon, one at a time.
     pub drills: Arc<mcpvisor_actors::drill::Drills>,
+    /// Host, Origin, authentication and per-client limits.
+    pub guard: Arc<guard::Guard>,
+}
+
+/// The running engine, as the HTTP layer reaches it.
+pub struct Engine {
+    pub router: Addr<Router>,
+    pub supervisor: Addr<Supervisor>,
+    pub monitor: Addr<HealthMonitor>,
+    pub metrics: Arc<Metrics>,
+    pub registry: Arc<Registry>,
+    pub directory: Arc<Directory>,
 }
 
 impl AppState {
     /// Shared state for the HTTP workers.
-    pub fn new(
-        router: Addr<Router>,
-        supervisor: Addr<Supervisor>,
-        monitor: Addr<HealthMonitor>,
-        metrics: Arc<Metrics>,
-        registry: Arc<Registry>,
-        directory: Arc<Directory>,
-        server: ServerConfig,
-    ) -> Self {
+    pub fn new(engine: Engine, server: ServerConfig, guard: guard::Guard) -> Self {
+        let Engine {
+            router,
+            supervisor,
+            monitor,
+            metrics,
+            registry,
+            directory,
+        } = engine;
         let sessions = Arc::new(mcp::Sessions::new(
             Duration::from_secs(server.session_idle_secs),
             server.max_sessions,
@@ -69,6 +83,7 @@ impl AppState {
             server: Arc::new(server),
             sessions,
             drills: Arc::default(),
+            guard: Arc::new(guard),
         }
     }
 
@@ -99,7 +114,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: &AppState) {
         .configure(stream_api::routes)
         .configure(health::routes)
         .configure(admin::routes)
-        .configure(drills::routes);
+        .configure(drills::routes)
+        .configure(oauth::routes);
 }
 
 /// Binds the listener; returns the server and the address it got.
@@ -108,6 +124,7 @@ pub fn bind(state: AppState) -> std::io::Result<(actix_web::dev::Server, std::ne
     let server = HttpServer::new(move || {
         let state = state.clone();
         App::new()
+            .wrap(actix_web::middleware::from_fn(guard::check))
             .wrap(tracing_actix())
             .configure(move |cfg| routes(cfg, &state))
     })
@@ -130,6 +147,10 @@ fn worker_count() -> usize {
         .clamp(1, 8)
 }
 
+/// The access log: method, path (never the query string, which may carry
+/// secrets), status and duration.
 fn tracing_actix() -> actix_web::middleware::Logger {
-    actix_web::middleware::Logger::new("%r %s %Dms").log_target("mcpvisor::http")
+    actix_web::middleware::Logger::new("%{method}xi %U %s %Dms")
+        .custom_request_replace("method", |req| req.method().to_string())
+        .log_target("mcpvisor::http")
 }

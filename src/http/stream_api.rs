@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use actix_web::{HttpResponse, Responder, web};
+use actix_web::{HttpRequest, HttpResponse, Responder, web};
 use actix_web_lab::sse;
 use mcpvisor_actors::manifest::Streaming;
 use mcpvisor_actors::router::check_arguments;
@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 
 use super::AppState;
 use super::errors::{ApiError, body_of};
+use super::guard::client_of;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -70,6 +71,7 @@ impl Default for StreamingOptions {
 
 async fn stream_call(
     state: web::Data<AppState>,
+    req: HttpRequest,
     body: web::Json<StreamRequest>,
 ) -> Result<impl Responder, ApiError> {
     let StreamRequest {
@@ -84,6 +86,19 @@ async fn stream_call(
             format!("no tool named `{tool_name}`"),
         )
     })?;
+    let client = client_of(&req);
+    if !client.may_use(&tool_name) {
+        return Err(ApiError(
+            CallError::new(
+                ErrorCategory::Auth,
+                format!(
+                    "client `{}` may not use the tool `{tool_name}`",
+                    client.name
+                ),
+            ),
+            Some(actix_web::http::StatusCode::FORBIDDEN),
+        ));
+    }
     check_arguments(&entry, arguments.as_ref())?;
 
     let streaming = entry.manifest.as_ref().and_then(|m| m.streaming.clone());
@@ -316,11 +331,13 @@ fn unix_ms() -> u64 {
 }
 
 /// `GET /api/mcp/stream`: tools that stream, with their manifest metadata.
-async fn list_streaming(state: web::Data<AppState>) -> impl Responder {
+async fn list_streaming(state: web::Data<AppState>, req: HttpRequest) -> impl Responder {
     let table = state.registry.snapshot();
+    let client = client_of(&req);
     let tools: Vec<Value> = table
         .tools()
         .iter()
+        .filter(|e| client.may_use(&e.tool.name))
         .filter_map(|e| {
             let m = e.manifest.as_ref()?;
             let streaming = m.streaming.as_ref()?;

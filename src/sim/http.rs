@@ -99,6 +99,7 @@ async fn route(
             "cancelled": stats.cancelled.load(Ordering::Relaxed),
             "callTimesMs": stats.call_times(),
             "rateLimitedAtMs": stats.refusals(),
+            "lastRequestHeaders": stats.last_headers(),
             "faults": faults.state(),
         }))),
         (hyper::Method::POST, "/sim/faults") => {
@@ -123,6 +124,9 @@ async fn route(
                 .headers()
                 .get("mcp-method")
                 .is_some_and(|m| m.as_bytes() == b"tools/call");
+            if req.method() == hyper::Method::POST {
+                stats.saw_headers(req.headers());
+            }
             if req.method() == hyper::Method::POST
                 && let Some(secs) = faults.rate_limited(tool_call)
             {

@@ -37,12 +37,39 @@ pub struct SimStats {
     call_times: Mutex<std::collections::VecDeque<u64>>,
     /// When (unix ms) requests were refused with 429.
     rate_limited: Mutex<Vec<u64>>,
+    /// The headers of the latest `POST /mcp`, as they arrived (a test of
+    /// what a client sends upstream reads them).
+    last_headers: Mutex<Vec<(String, String)>>,
 }
 
 /// Call arrival times kept.
 const CALL_TIMES: usize = 1_000;
 
 impl SimStats {
+    /// Remembers a request's headers.
+    pub fn saw_headers(&self, headers: &hyper::HeaderMap) {
+        let list = headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        *self.last_headers.lock().unwrap_or_else(|p| p.into_inner()) = list;
+    }
+
+    /// The headers of the latest `POST /mcp`.
+    pub fn last_headers(&self) -> serde_json::Map<String, serde_json::Value> {
+        self.last_headers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
+            .collect()
+    }
+
     fn arrived(&self) -> u64 {
         let mut times = self.call_times.lock().unwrap_or_else(|p| p.into_inner());
         if times.len() == CALL_TIMES {

@@ -83,6 +83,8 @@ max_restarts = 20
 pub struct Daemon {
     child: Child,
     pub base: String,
+    /// The bearer token the helpers send, where clients need one.
+    pub token: Option<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -94,6 +96,33 @@ impl Daemon {
     }
 
     /// Starts a daemon; `wait_ready` false returns once it listens.
+    /// Starts a daemon with extra environment, its log (at `info`) in
+    /// `log.txt` of its directory; the helpers send `token`. Waits until
+    /// every service is ready.
+    pub fn start_logged(config: &str, env: &[(&str, &str)], token: Option<&str>) -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("mcpvisor.toml");
+        std::fs::write(&path, config).expect("write config");
+        let log = std::fs::File::create(dir.path().join("log.txt")).expect("log file");
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--config"])
+            .arg(&path)
+            .envs(env.iter().copied())
+            .env("MCPVISOR_LOG", "info")
+            .stderr(log);
+        Self::launch_as(cmd, dir, true, token)
+    }
+
+    /// The log of a daemon started with [`Daemon::start_logged`].
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("log.txt")).unwrap_or_default()
+    }
+
+    /// The directory the daemon's config lives in.
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
     pub fn start_with(config: &str, wait_ready: bool) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("mcpvisor.toml");
@@ -117,15 +146,28 @@ impl Daemon {
         Self::launch(cmd, tempfile::tempdir().expect("tempdir"), true)
     }
 
-    fn launch(mut cmd: Command, dir: tempfile::TempDir, wait_ready: bool) -> Daemon {
-        let mut child = cmd
-            .env(
+    fn launch(cmd: Command, dir: tempfile::TempDir, wait_ready: bool) -> Daemon {
+        Self::launch_as(cmd, dir, wait_ready, None)
+    }
+
+    fn launch_as(
+        mut cmd: Command,
+        dir: tempfile::TempDir,
+        wait_ready: bool,
+        token: Option<&str>,
+    ) -> Daemon {
+        // Unless the caller chose, the log goes to the test's output.
+        let chosen = cmd.get_envs().any(|(k, _)| k == "MCPVISOR_LOG");
+        if !chosen {
+            cmd.env(
                 "MCPVISOR_LOG",
                 std::env::var("MCPVISOR_LOG").unwrap_or_else(|_| "warn".into()),
             )
+            .stderr(Stdio::inherit());
+        }
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn mcpvisor");
         // The daemon prints one line once it is bound.
@@ -142,6 +184,7 @@ impl Daemon {
         let daemon = Daemon {
             child,
             base,
+            token: token.map(str::to_owned),
             _dir: dir,
         };
         if wait_ready {
@@ -170,15 +213,25 @@ impl Daemon {
         }
     }
 
+    fn authed(&self, r: reqwest::blocking::RequestBuilder) -> reqwest::blocking::RequestBuilder {
+        match &self.token {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        }
+    }
+
     pub fn get(&self, path: &str) -> (u16, Value) {
-        let r = client().get(self.url(path)).send().expect("GET");
+        let r = self
+            .authed(client().get(self.url(path)))
+            .send()
+            .expect("GET");
         let status = r.status().as_u16();
         (status, r.json().unwrap_or(Value::Null))
     }
 
     pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        let r = client()
-            .post(self.url(path))
+        let r = self
+            .authed(client().post(self.url(path)))
             .json(body)
             .send()
             .expect("POST");
@@ -209,8 +262,8 @@ impl Daemon {
     pub fn stream(&self, tool: &str, arguments: Value) -> Vec<SseEvent> {
         let body = json!({"toolName": tool, "arguments": arguments,
             "streamingOptions": {"enableProgress": true, "enableStatusUpdates": true}});
-        let r = client()
-            .post(self.url("/api/mcp/stream"))
+        let r = self
+            .authed(client().post(self.url("/api/mcp/stream")))
             .json(&body)
             .send()
             .expect("stream POST");

@@ -263,6 +263,7 @@ impl ServiceActor {
 
     /// Ends this incarnation; the supervisor decides what comes next.
     fn crash(&mut self, ctx: &mut Context<Self>, reason: String) {
+        let reason = crate::secrets::scrub(&reason);
         if self.exit.reason.is_none() {
             if self.exit.requested {
                 tracing::info!(service = %self.name(), %reason, "service stopping");

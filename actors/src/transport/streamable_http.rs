@@ -50,7 +50,10 @@ pub async fn connect(
         Some(p) => s.replace(PORT_PLACEHOLDER, &p.to_string()),
         None => s.to_owned(),
     };
-    let url = fill(template);
+    // Credentials in the URL become a Basic Authorization header (the
+    // config refuses them beside a configured one) and leave the URL, so
+    // it can be shown and logged.
+    let (url, basic) = split_userinfo(&fill(template));
 
     let mut child = match spec.command {
         Some(_) => Some(launch(spec, slot, &fill).await?),
@@ -67,13 +70,13 @@ pub async fn connect(
     // Room beyond the call limit, so health probes and tools/list never
     // queue behind long calls on an upstream that answers in plain JSON.
     config.max_concurrent_requests = spec.limits.max_in_flight.max(1) + 2;
+    // Headers go upstream exactly as configured (a Basic Authorization
+    // stays Basic); nothing of the downstream client's request does.
     let mut headers = HashMap::new();
+    if let Some(basic) = basic {
+        headers.insert(reqwest::header::AUTHORIZATION, basic);
+    }
     for (name, value) in &spec.headers {
-        if name.eq_ignore_ascii_case("authorization") {
-            let token = value.strip_prefix("Bearer ").unwrap_or(value);
-            config.auth_header = Some(token.to_owned());
-            continue;
-        }
         let bad = |what: &str| {
             CallError::new(
                 ErrorCategory::Internal,
@@ -91,12 +94,7 @@ pub async fn connect(
         .build()
         .map_err(|e| CallError::new(ErrorCategory::Internal, format!("http client: {e}")))?;
     let running = if spec.transport == TransportKind::Sse {
-        let mut headers = config.custom_headers.clone();
-        if let Some(token) = &config.auth_header
-            && let Ok(v) = HeaderValue::try_from(format!("Bearer {token}"))
-        {
-            headers.insert(reqwest::header::AUTHORIZATION, v);
-        }
+        let headers = config.custom_headers.clone();
         let sse = LegacySse::open(client, &url, &headers, timeout)
             .await
             .map_err(|e| from_transport_error(&e, false))?;
@@ -132,7 +130,7 @@ pub async fn connect(
         peer,
         info,
         pid,
-        endpoint: Some(url),
+        endpoint: Some(crate::secrets::redact_url(&url)),
         liveness: None,
         closed,
     })
@@ -161,6 +159,36 @@ async fn launch(
         super::stdio::log_stderr(spec.name.clone(), stderr);
     }
     Ok(process)
+}
+
+/// The URL without its userinfo, and the Basic Authorization header that
+/// userinfo stands for.
+fn split_userinfo(url: &str) -> (String, Option<HeaderValue>) {
+    let Ok(mut parsed) = reqwest::Url::parse(url) else {
+        return (url.to_owned(), None);
+    };
+    if parsed.username().is_empty() && parsed.password().is_none() {
+        return (url.to_owned(), None);
+    }
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let credentials = format!(
+        "{}:{}",
+        decode(parsed.username()),
+        decode(parsed.password().unwrap_or(""))
+    );
+    let _ = parsed.set_username("");
+    let _ = parsed.set_password(None);
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
+    let mut value = HeaderValue::try_from(format!("Basic {encoded}")).ok();
+    if let Some(v) = value.as_mut() {
+        v.set_sensitive(true);
+    }
+    (parsed.to_string(), value)
 }
 
 /// A port that was free a moment ago on loopback.

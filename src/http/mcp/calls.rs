@@ -74,6 +74,17 @@ pub async fn tools_call(
             rpc_error(Some(&id), -32602, &format!("Unknown tool: {name}"), None),
         );
     };
+    let client = super::super::guard::client_of(&req);
+    if !client.may_use(&name) {
+        let e = CallError::new(
+            ErrorCategory::Auth,
+            format!("client `{}` may not use the tool `{name}`", client.name),
+        );
+        return reply(
+            StatusCode::OK,
+            rpc_result(&id, era.finish(error_result(&e))),
+        );
+    }
     if let Err(e) = check_arguments(&entry, arguments.as_ref()) {
         return reply(
             StatusCode::OK,

@@ -197,20 +197,6 @@ pub fn accepts_sse(req: &HttpRequest) -> bool {
     header(req, "accept").is_some_and(|a| a.contains("text/event-stream"))
 }
 
-/// Origin check: absent, loopback, or explicitly allowed.
-pub fn origin_allowed(req: &HttpRequest, allowed: &[String]) -> bool {
-    let Some(origin) = header(req, "origin") else {
-        return true;
-    };
-    if allowed.iter().any(|a| a == &origin || a == "*") {
-        return true;
-    }
-    reqwest::Url::parse(&origin)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_owned))
-        .is_some_and(|h| matches!(h.as_str(), "localhost" | "127.0.0.1" | "[::1]" | "::1"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,18 +237,5 @@ mod tests {
         let v = check_stateless(&req, "tools/list", Some(&p)).unwrap_err();
         assert_eq!(v.code, -32022);
         assert_eq!(v.data.unwrap()["requested"], "1999-01-01");
-    }
-
-    #[test]
-    fn origins() {
-        let local = TestRequest::default()
-            .insert_header(("Origin", "http://localhost:5173"))
-            .to_http_request();
-        assert!(origin_allowed(&local, &[]));
-        let evil = TestRequest::default()
-            .insert_header(("Origin", "https://evil.example"))
-            .to_http_request();
-        assert!(!origin_allowed(&evil, &[]));
-        assert!(origin_allowed(&evil, &["https://evil.example".into()]));
     }
 }

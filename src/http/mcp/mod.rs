@@ -23,6 +23,7 @@ use serde_json::{Map, Value, json};
 pub use session::Sessions;
 
 use super::AppState;
+use super::guard::client_of;
 use era::Violation;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -84,12 +85,6 @@ impl Era {
 
 /// `POST /mcp`: one JSON-RPC message.
 async fn post(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
-    if !era::origin_allowed(&req, &state.server.allowed_origins) {
-        return reply(
-            StatusCode::FORBIDDEN,
-            rpc_error(None, -32600, "Origin not allowed", None),
-        );
-    }
     let message: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => {
@@ -121,10 +116,23 @@ async fn post(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) ->
             ),
         );
     }
-    let id = message
-        .get("id")
-        .filter(|i| i.is_string() || i.is_number())
-        .cloned();
+    // An id is a string or a number; anything else (null, a boolean, an
+    // array, an object) makes the message invalid, not a notification.
+    let id = match message.get("id") {
+        None => None,
+        Some(i) if i.is_string() || i.is_number() => Some(i.clone()),
+        Some(_) => {
+            return reply(
+                StatusCode::BAD_REQUEST,
+                rpc_error(
+                    None,
+                    -32600,
+                    "Invalid Request: id must be a string or a number",
+                    None,
+                ),
+            );
+        }
+    };
     let method = message
         .get("method")
         .and_then(Value::as_str)
@@ -282,18 +290,25 @@ async fn dispatch(
         "ping" if !stateless => reply(StatusCode::OK, rpc_result(&id, json!({}))),
         "server/discover" => reply(StatusCode::OK, rpc_result(&id, discover())),
         "tools/list" => {
+            let client = client_of(&req);
             let tools: Vec<Value> = state
                 .registry
                 .snapshot()
                 .tools()
                 .iter()
-                .filter(|e| state.listed(e))
+                .filter(|e| state.listed(e) && client.may_use(&e.tool.name))
                 .filter_map(|e| serde_json::to_value(&e.tool).ok())
                 .collect();
             let mut result = json!({"tools": tools});
             if stateless {
                 result["ttlMs"] = json!(0);
-                result["cacheScope"] = json!("public");
+                // A client with limited access sees a list of its own.
+                let scope = if client.tools.unrestricted() {
+                    "public"
+                } else {
+                    "private"
+                };
+                result["cacheScope"] = json!(scope);
             }
             reply(StatusCode::OK, rpc_result(&id, era.finish(result)))
         }
