@@ -740,3 +740,42 @@ fn client_garbage_is_no_error_in_the_log() {
     let log = d.log();
     assert!(!log.contains("ERROR"), "{log}");
 }
+
+#[test]
+fn json_rpc_ids_come_back_exactly_as_sent() {
+    let d = Daemon::start(&with_server("", &sim_service("")));
+    let session = client()
+        .post(d.url("/mcp"))
+        .header("accept", "application/json, text/event-stream")
+        .json(
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"}}}),
+        )
+        .send()
+        .unwrap()
+        .headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    for id in [
+        "18446744073709551617",
+        "-99999999999999999999",
+        "1.50",
+        "12",
+    ] {
+        let body = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"ping"}}"#);
+        let text = client()
+            .post(d.url("/mcp"))
+            .header("accept", "application/json")
+            .header("content-type", "application/json")
+            .header("mcp-session-id", &session)
+            .header("mcp-protocol-version", "2025-06-18")
+            .body(body)
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        assert!(text.contains(&format!(r#""id":{id}"#)), "id {id}: {text}");
+    }
+}

@@ -29,7 +29,8 @@ pub fn check_config(file: Option<&Path>) -> anyhow::Result<()> {
     println!(
         "  client auth {}",
         match (clients, &auth.oauth) {
-            (0, None) if auth.allow_anonymous => "off (allow_anonymous: anyone who reaches it)".to_owned(),
+            (0, None) if auth.allow_anonymous =>
+                "off (allow_anonymous: anyone who reaches it)".to_owned(),
             (0, None) => "off (loopback clients need no token)".to_owned(),
             (n, None) => format!("{n} token client(s)"),
             (n, Some(o)) => format!("{n} token client(s); OAuth tokens from {}", o.issuer),

@@ -217,9 +217,8 @@ pub async fn tools_call(
             forward(&tx, &notes, event).await;
         }
         let (_, body) = answer(&id, &era, outcome);
-        if let Ok(data) = sse::Data::new_json(body) {
-            let _ = tx.send(data.event("message").into()).await;
-        }
+        let data = sse::Data::new(super::wire(&body));
+        let _ = tx.send(data.event("message").into()).await;
     });
     sse::Sse::from_infallible_receiver(rx)
         .with_keep_alive(state.heartbeat())

@@ -49,8 +49,45 @@ pub fn rpc_error(id: Option<&Value>, code: i32, message: &str, data: Option<Valu
     json!({"jsonrpc": "2.0", "id": id.cloned().unwrap_or(Value::Null), "error": error})
 }
 
+/// How an id that JSON numbers in memory cannot hold exactly (an integer
+/// beyond 64 bits, a number with a fraction) travels inside mcpvisor: as
+/// this prefix and its text as the client wrote it, put back by [`wire`].
+const RAW_ID: &str = "\u{0}mcpvisor-raw-id:";
+
+/// The id of `message` as the client wrote it. Numbers that fit 64 bits
+/// are kept as they are; others keep their text.
+fn exact_id(id: &Value, body: &[u8]) -> Value {
+    if !id.is_number() || id.is_i64() || id.is_u64() {
+        return id.clone();
+    }
+    #[derive(serde::Deserialize)]
+    struct Raw<'a> {
+        #[serde(borrow)]
+        id: &'a serde_json::value::RawValue,
+    }
+    match serde_json::from_slice::<Raw>(body) {
+        Ok(raw) => Value::String(format!("{RAW_ID}{}", raw.id.get())),
+        Err(_) => id.clone(),
+    }
+}
+
+/// A JSON-RPC message as text for the wire, with an exact id written back
+/// as the client sent it.
+pub fn wire(message: &Value) -> String {
+    let text = message.to_string();
+    match message.get("id").and_then(Value::as_str) {
+        Some(id) if id.starts_with(RAW_ID) => {
+            let quoted = Value::String(id.to_owned()).to_string();
+            text.replacen(&quoted, &id[RAW_ID.len()..], 1)
+        }
+        _ => text,
+    }
+}
+
 fn reply(status: StatusCode, body: Value) -> HttpResponse {
-    HttpResponse::build(status).json(body)
+    HttpResponse::build(status)
+        .content_type("application/json")
+        .body(wire(&body))
 }
 
 fn violation(id: Option<&Value>, v: Violation) -> HttpResponse {
@@ -120,7 +157,7 @@ async fn post(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) ->
     // array, an object) makes the message invalid, not a notification.
     let id = match message.get("id") {
         None => None,
-        Some(i) if i.is_string() || i.is_number() => Some(i.clone()),
+        Some(i) if i.is_string() || i.is_number() => Some(exact_id(i, &body)),
         Some(_) => {
             return reply(
                 StatusCode::BAD_REQUEST,
