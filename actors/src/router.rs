@@ -72,6 +72,21 @@ pub struct Execute {
     /// Only this service may take the call (the continuation of an
     /// `input_required` round it started).
     pub service: Option<String>,
+    /// The call's span (`request_id`, `tool`; `service` and `attempt` are
+    /// recorded as the call goes): every log line of the call is in it.
+    pub span: tracing::Span,
+}
+
+/// The span of one call: its request id and tool now, the service and
+/// attempt once routed.
+pub fn call_span(request_id: &str, tool: &str) -> tracing::Span {
+    tracing::info_span!(
+        "call",
+        request_id = %request_id,
+        tool = %tool,
+        service = tracing::field::Empty,
+        attempt = tracing::field::Empty,
+    )
 }
 
 /// A completed call.
@@ -132,42 +147,48 @@ impl Handler<Execute> for Router {
         let config = self.config.clone();
         let metrics = self.metrics.clone();
         let hedging = self.hedging.clone();
-        Box::pin(async move {
-            let entry = entry.ok_or_else(|| {
-                CallError::new(
-                    ErrorCategory::NotFound,
-                    format!("no tool named `{}`", msg.tool),
+        let span = msg.span.clone();
+        Box::pin(tracing::Instrument::instrument(
+            async move {
+                let entry = entry.ok_or_else(|| {
+                    CallError::new(
+                        ErrorCategory::NotFound,
+                        format!("no tool named `{}`", msg.tool),
+                    )
+                })?;
+                check_arguments(&entry, msg.arguments.as_ref())?;
+                let started = Instant::now();
+                let outcome = attempts::execute(
+                    &entry,
+                    msg.arguments,
+                    msg.events,
+                    Assignment {
+                        caller: msg.caller,
+                        service: msg.service,
+                    },
+                    attempts::Engine {
+                        directory: &directory,
+                        config: &config,
+                        metrics: &metrics,
+                        hedging: &hedging,
+                    },
                 )
-            })?;
-            check_arguments(&entry, msg.arguments.as_ref())?;
-            let started = Instant::now();
-            let outcome = attempts::execute(
-                &entry,
-                msg.arguments,
-                msg.events,
-                Assignment {
-                    caller: msg.caller,
-                    service: msg.service,
-                },
-                attempts::Engine {
-                    directory: &directory,
-                    config: &config,
-                    metrics: &metrics,
-                    hedging: &hedging,
-                },
-            )
-            .await;
-            let tool = entry.tool.name.as_ref();
-            let seconds = started.elapsed().as_secs_f64();
-            match &outcome {
-                Ok(done) => metrics.call(&done.service, tool, Ok(done.result.is_error()), seconds),
-                Err(e) => {
-                    let service = e.services.last().map_or("none", String::as_str);
-                    metrics.call(service, tool, Err(e.category), seconds);
+                .await;
+                let tool = entry.tool.name.as_ref();
+                let seconds = started.elapsed().as_secs_f64();
+                match &outcome {
+                    Ok(done) => {
+                        metrics.call(&done.service, tool, Ok(done.result.is_error()), seconds)
+                    }
+                    Err(e) => {
+                        let service = e.services.last().map_or("none", String::as_str);
+                        metrics.call(service, tool, Err(e.category), seconds);
+                    }
                 }
-            }
-            outcome
-        })
+                outcome
+            },
+            span,
+        ))
     }
 }
 

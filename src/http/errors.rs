@@ -37,6 +37,17 @@ pub fn body_of(e: &CallError) -> serde_json::Value {
     }})
 }
 
+/// `e` as a response whose error body also names the request.
+pub fn response_with_id(e: &ApiError, request_id: &str) -> HttpResponse {
+    let mut r = HttpResponse::build(e.status_code());
+    if let Some(d) = e.0.retry_after {
+        r.insert_header(("Retry-After", d.as_secs().max(1).to_string()));
+    }
+    let mut body = body_of(&e.0);
+    body["error"]["requestId"] = json!(request_id);
+    r.json(body)
+}
+
 /// A [`CallError`] as an HTTP response, with the category's status unless
 /// one is given.
 #[derive(Debug)]

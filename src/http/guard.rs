@@ -19,7 +19,7 @@ use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix_web::body::{BodySize, BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -202,6 +202,47 @@ fn bearer(req: &ServiceRequest) -> Option<&str> {
         .map(str::trim)
 }
 
+/// The request id of a request: the client's `X-Request-Id` when it is a
+/// sensible token, else one made here. It names the request in logs (the
+/// call's span), in `/api/mcp/stream` events and in the `X-Request-Id`
+/// response header.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub Arc<str>);
+
+fn request_id(req: &ServiceRequest) -> RequestId {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    static EPOCH: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let given = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        });
+    RequestId(match given {
+        Some(v) => v.into(),
+        None => {
+            let epoch = *EPOCH.get_or_init(|| {
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs())
+            });
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            format!("{epoch:x}-{n:x}").into()
+        }
+    })
+}
+
+/// The request id the guard gave a request.
+pub fn request_id_of(req: &actix_web::HttpRequest) -> Arc<str> {
+    req.extensions()
+        .get::<RequestId>()
+        .map_or_else(|| Arc::from("-"), |r| r.0.clone())
+}
+
 /// The guard, as actix-web middleware.
 pub async fn check(
     req: ServiceRequest,
@@ -256,6 +297,8 @@ pub async fn check(
         return Ok(req.into_response(res));
     }
 
+    let rid = request_id(&req);
+    req.extensions_mut().insert(rid.clone());
     let class = classify(req.method(), req.path());
     let guard = state.guard.clone();
     let mut permit = None;
@@ -356,6 +399,10 @@ pub async fn check(
     }
 
     let mut res = next.call(req).await?;
+    if let Ok(v) = HeaderValue::from_str(&rid.0) {
+        res.headers_mut()
+            .insert(header::HeaderName::from_static("x-request-id"), v);
+    }
     if let Some(o) = origin {
         let headers = res.headers_mut();
         if let Ok(v) = HeaderValue::from_str(&o) {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use actix_web::{HttpRequest, HttpResponse, Responder, web};
 use actix_web_lab::sse;
 use mcpvisor_actors::manifest::Streaming;
-use mcpvisor_actors::router::check_arguments;
+use mcpvisor_actors::router::{call_span, check_arguments};
 use mcpvisor_actors::stream::split_chunks;
 use mcpvisor_actors::{
     CallError, CallReply, Caller, ErrorCategory, EventSink, Execute, StreamEvent,
@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 
 use super::AppState;
 use super::errors::{ApiError, body_of};
-use super::guard::client_of;
+use super::guard::{client_of, request_id_of};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -69,11 +69,26 @@ impl Default for StreamingOptions {
     }
 }
 
+/// `POST /api/mcp/stream`. Errors before the stream starts carry the
+/// request id in their body, as the stream's events do.
 async fn stream_call(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Json<StreamRequest>,
-) -> Result<impl Responder, ApiError> {
+) -> HttpResponse {
+    let request_id = request_id_of(&req);
+    match start_stream(state, &req, body, request_id.clone()).await {
+        Ok(response) => response,
+        Err(e) => super::errors::response_with_id(&e, &request_id),
+    }
+}
+
+async fn start_stream(
+    state: web::Data<AppState>,
+    req: &HttpRequest,
+    body: web::Json<StreamRequest>,
+    request_id: std::sync::Arc<str>,
+) -> Result<HttpResponse, ApiError> {
     let StreamRequest {
         tool_name,
         arguments,
@@ -86,7 +101,7 @@ async fn stream_call(
             format!("no tool named `{tool_name}`"),
         )
     })?;
-    let client = client_of(&req);
+    let client = client_of(req);
     if !client.may_use(&tool_name) {
         return Err(ApiError(
             CallError::new(
@@ -108,137 +123,153 @@ async fn stream_call(
     let started = Instant::now();
 
     let open = state.metrics.stream_opened("api_stream");
-    actix_web::rt::spawn(async move {
-        let _open = open;
-        let mut out = Emitter { tx, next_id: 0 };
-        if options.enable_status_updates {
-            out.send(
-                "status",
-                json!({"stage": "accepted", "tool": tool_name, "mode": streaming}),
-            )
-            .await;
-        }
-        let call = router.send(Execute {
-            tool: tool_name.clone(),
-            arguments,
-            events: sink,
-            // This API cannot ask its caller anything: upstreams are told so.
-            caller: Caller {
-                capabilities: Some(json!({})),
-                ..Caller::default()
-            },
-            service: None,
-        });
-        tokio::pin!(call);
-        // Status-mode tools say they are still working while they run.
-        let working_every = match &streaming {
-            Some(Streaming::Status { interval_ms }) if options.enable_status_updates => {
-                Some(Duration::from_millis((*interval_ms).max(100)))
+    let span = call_span(&request_id, &tool_name);
+    let task_span = span.clone();
+    actix_web::rt::spawn(tracing::Instrument::instrument(
+        async move {
+            let _open = open;
+            let mut out = Emitter {
+                tx,
+                next_id: 0,
+                request_id,
+            };
+            if options.enable_status_updates {
+                out.send(
+                    "status",
+                    json!({"stage": "accepted", "tool": tool_name, "mode": streaming}),
+                )
+                .await;
             }
-            _ => None,
-        };
-        let mut working = tokio::time::interval(working_every.unwrap_or(Duration::from_secs(3600)));
-        working.reset();
-        let outcome = loop {
-            tokio::select! {
-                biased;
-                _ = working.tick(), if working_every.is_some() => {
-                    out.send("status", json!({
-                        "stage": "working",
-                        "message": "the call is still running",
-                        "elapsedMs": started.elapsed().as_millis() as u64,
-                    })).await;
+            let call = router.send(Execute {
+                tool: tool_name.clone(),
+                arguments,
+                events: sink,
+                // This API cannot ask its caller anything: upstreams are told so.
+                caller: Caller {
+                    capabilities: Some(json!({})),
+                    ..Caller::default()
+                },
+                service: None,
+                span,
+            });
+            tokio::pin!(call);
+            // Status-mode tools say they are still working while they run.
+            let working_every = match &streaming {
+                Some(Streaming::Status { interval_ms }) if options.enable_status_updates => {
+                    Some(Duration::from_millis((*interval_ms).max(100)))
                 }
-                Some(event) = engine_rx.recv() => match event {
-                    StreamEvent::Progress { progress, total, message } if options.enable_progress => {
-                        let percentage = total.filter(|t| *t > 0.0).map(|t| (progress / t * 100.0).min(100.0));
-                        out.send("progress", json!({
-                            "progress": progress, "total": total, "percentage": percentage, "message": message,
+                _ => None,
+            };
+            let mut working =
+                tokio::time::interval(working_every.unwrap_or(Duration::from_secs(3600)));
+            working.reset();
+            let outcome = loop {
+                tokio::select! {
+                    biased;
+                    _ = working.tick(), if working_every.is_some() => {
+                        out.send("status", json!({
+                            "stage": "working",
+                            "message": "the call is still running",
+                            "elapsedMs": started.elapsed().as_millis() as u64,
                         })).await;
                     }
-                    StreamEvent::Status { stage, message, service } if options.enable_status_updates => {
-                        out.send("status", json!({"stage": stage, "message": message, "service": service})).await;
+                    Some(event) = engine_rx.recv() => match event {
+                        StreamEvent::Progress { progress, total, message } if options.enable_progress => {
+                            let percentage = total.filter(|t| *t > 0.0).map(|t| (progress / t * 100.0).min(100.0));
+                            out.send("progress", json!({
+                                "progress": progress, "total": total, "percentage": percentage, "message": message,
+                            })).await;
+                        }
+                        StreamEvent::Status { stage, message, service } if options.enable_status_updates => {
+                            out.send("status", json!({"stage": stage, "message": message, "service": service})).await;
+                        }
+                        StreamEvent::Log { level, logger, data } if options.enable_status_updates => {
+                            out.send("log", json!({"level": level, "logger": logger, "data": data})).await;
+                        }
+                        _ => {}
+                    },
+                    result = &mut call => break result,
+                    () = out.tx.closed() => {
+                        // The client left: dropping the call's event receiver
+                        // makes the service cancel the upstream request.
+                        tracing::debug!(tool = %tool_name, "stream client disconnected; cancelling");
+                        return;
                     }
-                    StreamEvent::Log { level, logger, data } if options.enable_status_updates => {
-                        out.send("log", json!({"level": level, "logger": logger, "data": data})).await;
+                }
+            };
+            // Progress that raced the final answer still goes out first.
+            while let Ok(StreamEvent::Progress {
+                progress,
+                total,
+                message,
+            }) = engine_rx.try_recv()
+            {
+                if options.enable_progress {
+                    let percentage = total
+                        .filter(|t| *t > 0.0)
+                        .map(|t| (progress / t * 100.0).min(100.0));
+                    out.send("progress", json!({"progress": progress, "total": total, "percentage": percentage, "message": message})).await;
+                }
+            }
+            let ok = match outcome {
+                Ok(Ok(done)) => match done.result {
+                    CallReply::Complete(result) => {
+                        out.result(
+                            result,
+                            done.service,
+                            done.attempts,
+                            done.elapsed,
+                            streaming.as_ref(),
+                            &options,
+                        )
+                        .await;
+                        true
                     }
-                    _ => {}
+                    // Only callers that take input_required get one.
+                    CallReply::InputRequired(_) => {
+                        let e = CallError::new(
+                            ErrorCategory::Internal,
+                            "the upstream asked for the caller's input, which this API cannot give",
+                        );
+                        out.send("error", body_of(&e)["error"].clone()).await;
+                        false
+                    }
                 },
-                result = &mut call => break result,
-                () = out.tx.closed() => {
-                    // The client left: dropping the call's event receiver
-                    // makes the service cancel the upstream request.
-                    tracing::debug!(tool = %tool_name, "stream client disconnected; cancelling");
-                    return;
-                }
-            }
-        };
-        // Progress that raced the final answer still goes out first.
-        while let Ok(StreamEvent::Progress {
-            progress,
-            total,
-            message,
-        }) = engine_rx.try_recv()
-        {
-            if options.enable_progress {
-                let percentage = total
-                    .filter(|t| *t > 0.0)
-                    .map(|t| (progress / t * 100.0).min(100.0));
-                out.send("progress", json!({"progress": progress, "total": total, "percentage": percentage, "message": message})).await;
-            }
-        }
-        let ok = match outcome {
-            Ok(Ok(done)) => match done.result {
-                CallReply::Complete(result) => {
-                    out.result(
-                        result,
-                        done.service,
-                        done.attempts,
-                        done.elapsed,
-                        streaming.as_ref(),
-                        &options,
-                    )
-                    .await;
-                    true
-                }
-                // Only callers that take input_required get one.
-                CallReply::InputRequired(_) => {
-                    let e = CallError::new(
-                        ErrorCategory::Internal,
-                        "the upstream asked for the caller's input, which this API cannot give",
-                    );
+                Ok(Err(e)) => {
                     out.send("error", body_of(&e)["error"].clone()).await;
                     false
                 }
-            },
-            Ok(Err(e)) => {
-                out.send("error", body_of(&e)["error"].clone()).await;
-                false
-            }
-            Err(e) => {
-                let e = CallError::new(ErrorCategory::Internal, format!("router unavailable: {e}"));
-                out.send("error", body_of(&e)["error"].clone()).await;
-                false
-            }
-        };
-        let elapsed = started.elapsed().as_millis() as u64;
-        out.send(
-            "done",
-            json!({"ok": ok, "durationMs": elapsed, "events": out.next_id + 1}),
-        )
-        .await;
-    });
+                Err(e) => {
+                    let e =
+                        CallError::new(ErrorCategory::Internal, format!("router unavailable: {e}"));
+                    out.send("error", body_of(&e)["error"].clone()).await;
+                    false
+                }
+            };
+            let elapsed = started.elapsed().as_millis() as u64;
+            out.send(
+                "done",
+                json!({"ok": ok, "durationMs": elapsed, "events": out.next_id + 1}),
+            )
+            .await;
+        },
+        task_span,
+    ));
 
     Ok(sse::Sse::from_infallible_receiver(rx)
         .with_keep_alive(state.heartbeat())
         .customize()
-        .insert_header(("X-Accel-Buffering", "no")))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .respond_to(req)
+        .map_into_boxed_body())
 }
 
-/// Numbers and timestamps events, and writes them to the client.
+/// Numbers, timestamps and tags (request id) events, and writes them to
+/// the client.
 struct Emitter {
     tx: mpsc::Sender<sse::Event>,
     next_id: u64,
+    request_id: std::sync::Arc<str>,
 }
 
 impl Emitter {
@@ -246,6 +277,7 @@ impl Emitter {
         self.next_id += 1;
         if let Value::Object(o) = &mut data {
             o.insert("timestamp".into(), json!(unix_ms()));
+            o.insert("requestId".into(), json!(&*self.request_id));
         }
         let Ok(d) = sse::Data::new_json(data) else {
             return;

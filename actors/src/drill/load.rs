@@ -83,6 +83,7 @@ impl Load {
                                 events: EventSink::discard(),
                                 caller: Caller::default(),
                                 service: None,
+                                span: tracing::info_span!("drill_call"),
                             })
                             .await;
                         let finished = Instant::now();

@@ -502,6 +502,7 @@ pub(super) async fn run(
                     events: EventSink::discard(),
                     caller: Caller::default(),
                     service: None,
+                    span: tracing::info_span!("drill_poison"),
                 })
                 .await;
             let category = match &outcome {

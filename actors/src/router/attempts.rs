@@ -202,6 +202,7 @@ impl Call<'_> {
             deadline: self.deadline,
             retry: config.retry.clone(),
             cancel: cancel.clone(),
+            span: tracing::Span::current(),
             fingerprint: self.fingerprint,
             solo: self
                 .engine
@@ -539,6 +540,9 @@ pub(crate) async fn execute(
         if !tried.contains(&service) {
             tried.push(service.clone());
         }
+        let span = tracing::Span::current();
+        span.record("service", service.as_str());
+        span.record("attempt", attempts);
         events.emit(StreamEvent::status(
             if attempts == 1 {
                 "dispatched"

@@ -101,6 +101,8 @@ pub struct CallJob {
     /// Fired when another replica answered this call first (a hedge):
     /// the attempt is cancelled upstream, or never sent.
     pub cancel: tokio_util::sync::CancellationToken,
+    /// The call's span: log lines about it carry its request id.
+    pub span: tracing::Span,
     /// The call's identity, for poison-call detection.
     pub fingerprint: crate::quarantine::Fingerprint,
     /// It is a suspected poison call: send it with nothing else in flight.

@@ -476,7 +476,11 @@ impl ServiceActor {
             let fingerprint = job.fingerprint;
             self.solo_in_flight = solo;
             self.running.insert(seq, (fingerprint, job.name.clone()));
-            let fut = call::run(live.peer.clone(), live.handler.clone(), live.stateless, job);
+            let span = job.span.clone();
+            let fut = tracing::Instrument::instrument(
+                call::run(live.peer.clone(), live.handler.clone(), live.stateless, job),
+                span,
+            );
             ctx.spawn(fut.into_actor(self).map(move |attempt, act, ctx| {
                 act.in_flight -= 1;
                 let call = act.running.remove(&seq);

@@ -20,6 +20,7 @@ impl ServiceActor {
         reply: oneshot::Sender<Result<CallReply, CallError>>,
     ) {
         let call::Attempt { job, outcome, .. } = attempt;
+        let _span = job.span.clone().entered();
         let Err(e) = &outcome else {
             let _ = reply.send(outcome);
             return;

@@ -13,7 +13,7 @@ use actix_web::{HttpRequest, HttpResponse, Responder, web};
 use actix_web_lab::sse;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use mcpvisor_actors::router::check_arguments;
+use mcpvisor_actors::router::{call_span, check_arguments};
 use mcpvisor_actors::stream::ClientAsk;
 use mcpvisor_actors::{
     CallError, CallOutcome, CallReply, Caller, ErrorCategory, EventSink, Execute, StreamEvent,
@@ -121,12 +121,14 @@ pub async fn tools_call(
         }
         None => (sink, None),
     };
+    let span = call_span(&super::super::guard::request_id_of(&req), &name);
     let call = state.router.send(Execute {
         tool: name,
         arguments,
         events: sink,
         caller,
         service: pinned,
+        span,
     });
 
     let cancel = tracked.as_ref().map(|t| t.token.clone());
