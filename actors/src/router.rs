@@ -17,7 +17,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::prelude::*;
 use rmcp::model::JsonObject;
 use serde_json::Value;
 
@@ -57,14 +56,15 @@ impl Default for RouterConfig {
     }
 }
 
-/// Runs one tool call somewhere.
-#[derive(Message)]
-#[rtype(result = "Result<CallOutcome, CallError>")]
+/// One tool call to run somewhere.
 pub struct Execute {
     /// Tool name as clients know it.
     pub tool: String,
     /// Arguments (validated against the schema before anything is sent).
     pub arguments: Option<JsonObject>,
+    /// The caller validated the arguments already (the HTTP handlers do,
+    /// to refuse bad ones before a stream starts).
+    pub validated: bool,
     /// Where progress and status events go.
     pub events: EventSink,
     /// What the caller brings besides the arguments.
@@ -105,13 +105,19 @@ pub struct CallOutcome {
     pub hedged: bool,
 }
 
-/// The routing actor.
-pub struct Router {
+/// The router: a plain shared structure, not an actor — it owns no
+/// mutable state, so a call is routed on the thread that received it, with
+/// no mailbox hop. Cheap to clone.
+#[derive(Clone)]
+pub struct Router(Arc<Tables>);
+
+/// What routing reads.
+struct Tables {
     registry: Arc<Registry>,
     directory: Arc<Directory>,
     config: RouterConfig,
     metrics: Arc<Metrics>,
-    hedging: Arc<Hedging>,
+    hedging: Hedging,
 }
 
 impl Router {
@@ -122,80 +128,80 @@ impl Router {
         config: RouterConfig,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let hedging = Arc::new(Hedging::new(config.hedge.clone()));
-        Self {
+        let hedging = Hedging::new(config.hedge.clone());
+        Self(Arc::new(Tables {
             registry,
             directory,
             config,
             metrics,
             hedging,
-        }
+        }))
     }
-}
 
-impl Actor for Router {
-    type Context = Context<Self>;
-}
-
-impl Handler<Execute> for Router {
-    type Result = ResponseFuture<Result<CallOutcome, CallError>>;
-
-    fn handle(&mut self, msg: Execute, _: &mut Context<Self>) -> Self::Result {
-        let table = self.registry.snapshot();
-        let entry = table.get(&msg.tool).cloned();
-        let directory = self.directory.clone();
-        let config = self.config.clone();
-        let metrics = self.metrics.clone();
-        let hedging = self.hedging.clone();
+    /// Runs one call to its outcome, in the call's span. The future owns
+    /// what it needs, so it can be spawned.
+    pub fn execute(
+        &self,
+        msg: Execute,
+    ) -> impl std::future::Future<Output = Result<CallOutcome, CallError>> + use<> {
+        let tables = self.0.clone();
         let span = msg.span.clone();
-        Box::pin(tracing::Instrument::instrument(
-            async move {
-                let entry = entry.ok_or_else(|| {
-                    CallError::new(
-                        ErrorCategory::NotFound,
-                        format!("no tool named `{}`", msg.tool),
-                    )
-                })?;
-                check_arguments(&entry, msg.arguments.as_ref())?;
-                let started = Instant::now();
-                let outcome = attempts::execute(
-                    &entry,
-                    msg.arguments,
-                    msg.events,
-                    Assignment {
-                        caller: msg.caller,
-                        service: msg.service,
-                    },
-                    attempts::Engine {
-                        directory: &directory,
-                        config: &config,
-                        metrics: &metrics,
-                        hedging: &hedging,
-                    },
-                )
-                .await;
-                let tool = entry.tool.name.as_ref();
-                let seconds = started.elapsed().as_secs_f64();
-                match &outcome {
-                    Ok(done) => {
-                        metrics.call(&done.service, tool, Ok(done.result.is_error()), seconds)
-                    }
-                    Err(e) => {
-                        let service = e.services.last().map_or("none", String::as_str);
-                        metrics.call(service, tool, Err(e.category), seconds);
-                    }
-                }
-                outcome
-            },
-            span,
-        ))
+        tracing::Instrument::instrument(async move { tables.run(msg).await }, span)
     }
 }
 
-/// Validates arguments against the tool's input schema.
-pub fn check_arguments(entry: &ToolEntry, arguments: Option<&JsonObject>) -> Result<(), CallError> {
-    let value = Value::Object(arguments.cloned().unwrap_or_default());
-    entry.validate(&value).map_err(|errors| {
+impl Tables {
+    async fn run(&self, msg: Execute) -> Result<CallOutcome, CallError> {
+        let table = self.registry.snapshot();
+        let entry = table.get(&msg.tool).ok_or_else(|| {
+            CallError::new(
+                ErrorCategory::NotFound,
+                format!("no tool named `{}`", msg.tool),
+            )
+        })?;
+        if !msg.validated {
+            let empty = Value::Object(JsonObject::new());
+            match &msg.arguments {
+                Some(a) => check_arguments(entry, &Value::Object(a.clone()))?,
+                None => check_arguments(entry, &empty)?,
+            }
+        }
+        let started = Instant::now();
+        let outcome = attempts::execute(
+            entry,
+            msg.arguments,
+            msg.events,
+            Assignment {
+                caller: msg.caller,
+                service: msg.service,
+            },
+            attempts::Engine {
+                directory: &self.directory,
+                config: &self.config,
+                metrics: &self.metrics,
+                hedging: &self.hedging,
+            },
+        )
+        .await;
+        let tool = entry.tool.name.as_ref();
+        let seconds = started.elapsed().as_secs_f64();
+        match &outcome {
+            Ok(done) => self
+                .metrics
+                .call(&done.service, tool, Ok(done.result.is_error()), seconds),
+            Err(e) => {
+                let service = e.services.last().map_or("none", String::as_str);
+                self.metrics.call(service, tool, Err(e.category), seconds);
+            }
+        }
+        outcome
+    }
+}
+
+/// Validates arguments (a JSON object, `{}` when absent) against the
+/// tool's input schema.
+pub fn check_arguments(entry: &ToolEntry, arguments: &Value) -> Result<(), CallError> {
+    entry.validate(arguments).map_err(|errors| {
         CallError::new(
             ErrorCategory::Validation,
             format!(

@@ -82,8 +82,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         directory.clone(),
         config.router_config(),
         metrics.clone(),
-    )
-    .start();
+    );
     let guard = guard(&config)?;
     let engine = Engine {
         router,

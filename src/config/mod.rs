@@ -76,6 +76,8 @@ pub struct ServerConfig {
     /// (`MCPVISOR_CLIENT_TOKEN`); setting it turns client authentication on.
     #[serde(skip)]
     pub client_token: String,
+    /// HTTP worker threads (0: one per core, at most 8).
+    pub workers: usize,
     /// Idle legacy MCP sessions are forgotten after this long.
     pub session_idle_secs: u64,
     /// Most legacy MCP sessions kept at once.
@@ -93,6 +95,7 @@ impl Default for ServerConfig {
             allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),
             client_token: String::new(),
+            workers: 0,
             session_idle_secs: 3600,
             max_sessions: 10_000,
         }

@@ -26,7 +26,7 @@ use crate::config::ServerConfig;
 #[derive(Clone)]
 pub struct AppState {
     /// Routes calls.
-    pub router: Addr<Router>,
+    pub router: Router,
     /// Restarts services; takes drill faults.
     pub supervisor: Addr<Supervisor>,
     /// Health, history and alerts.
@@ -49,7 +49,7 @@ pub struct AppState {
 
 /// The running engine, as the HTTP layer reaches it.
 pub struct Engine {
-    pub router: Addr<Router>,
+    pub router: Router,
     pub supervisor: Addr<Supervisor>,
     pub monitor: Addr<HealthMonitor>,
     pub metrics: Arc<Metrics>,
@@ -121,6 +121,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: &AppState) {
 /// Binds the listener; returns the server and the address it got.
 pub fn bind(state: AppState) -> std::io::Result<(actix_web::dev::Server, std::net::SocketAddr)> {
     let listen = state.server.listen;
+    let state_workers = state.server.workers;
     let server = HttpServer::new(move || {
         let state = state.clone();
         App::new()
@@ -128,7 +129,7 @@ pub fn bind(state: AppState) -> std::io::Result<(actix_web::dev::Server, std::ne
             .wrap(tracing_actix())
             .configure(move |cfg| routes(cfg, &state))
     })
-    .workers(worker_count())
+    .workers(worker_count(state_workers))
     // Replies are written in small pieces (SSE events): without NODELAY,
     // Nagle's algorithm meets the client's delayed ACK and adds ~40 ms.
     .tcp_nodelay(true)
@@ -141,7 +142,11 @@ pub fn bind(state: AppState) -> std::io::Result<(actix_web::dev::Server, std::ne
     Ok((server.run(), addr))
 }
 
-fn worker_count() -> usize {
+/// HTTP worker threads: as configured, or one per core (at most 8).
+fn worker_count(configured: usize) -> usize {
+    if configured > 0 {
+        return configured;
+    }
     std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .clamp(1, 8)

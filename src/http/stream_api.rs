@@ -114,7 +114,13 @@ async fn start_stream(
             Some(actix_web::http::StatusCode::FORBIDDEN),
         ));
     }
-    check_arguments(&entry, arguments.as_ref())?;
+    // Validated once, here, so bad arguments are refused before a stream.
+    let arguments = Value::Object(arguments.unwrap_or_default());
+    check_arguments(&entry, &arguments)?;
+    let Value::Object(arguments) = arguments else {
+        unreachable!("built as an object above")
+    };
+    let arguments = (!arguments.is_empty()).then_some(arguments);
 
     let streaming = entry.manifest.as_ref().and_then(|m| m.streaming.clone());
     let (sink, mut engine_rx) = EventSink::channel(state.server.event_buffer);
@@ -140,9 +146,10 @@ async fn start_stream(
                 )
                 .await;
             }
-            let call = router.send(Execute {
+            let call = router.execute(Execute {
                 tool: tool_name.clone(),
                 arguments,
+                validated: true,
                 events: sink,
                 // This API cannot ask its caller anything: upstreams are told so.
                 caller: Caller {
@@ -212,7 +219,7 @@ async fn start_stream(
                 }
             }
             let ok = match outcome {
-                Ok(Ok(done)) => match done.result {
+                Ok(done) => match done.result {
                     CallReply::Complete(result) => {
                         out.result(
                             result,
@@ -235,13 +242,7 @@ async fn start_stream(
                         false
                     }
                 },
-                Ok(Err(e)) => {
-                    out.send("error", body_of(&e)["error"].clone()).await;
-                    false
-                }
                 Err(e) => {
-                    let e =
-                        CallError::new(ErrorCategory::Internal, format!("router unavailable: {e}"));
                     out.send("error", body_of(&e)["error"].clone()).await;
                     false
                 }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
-use actix::Addr;
 use serde::{Deserialize, Serialize};
 use std::sync::Mutex;
 
@@ -57,7 +56,7 @@ pub struct Load {
 
 impl Load {
     /// Starts `workers` loops calling `tool` (no arguments) via `router`.
-    pub fn start(router: Addr<Router>, tool: String, workers: usize) -> Self {
+    pub fn start(router: Router, tool: String, workers: usize) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let phase = Arc::new(AtomicU8::new(Phase::Before as u8));
         let samples = Arc::new(Mutex::new(Vec::new()));
@@ -77,9 +76,10 @@ impl Load {
                         sent.fetch_add(1, Ordering::Relaxed);
                         let started = Instant::now();
                         let outcome = router
-                            .send(Execute {
+                            .execute(Execute {
                                 tool: tool.clone(),
                                 arguments: None,
+                                validated: false,
                                 events: EventSink::discard(),
                                 caller: Caller::default(),
                                 service: None,
@@ -88,7 +88,7 @@ impl Load {
                             .await;
                         let finished = Instant::now();
                         let sample = match outcome {
-                            Ok(Ok(done)) => Sample {
+                            Ok(done) => Sample {
                                 phase,
                                 started,
                                 finished,
@@ -101,7 +101,7 @@ impl Load {
                                     .is_error()
                                     .then(|| "the tool reported an error".to_owned()),
                             },
-                            Ok(Err(e)) => Sample {
+                            Err(e) => Sample {
                                 phase,
                                 started,
                                 finished,
@@ -110,16 +110,6 @@ impl Load {
                                 hedged: false,
                                 retried: e.services.len() > 1,
                                 error: Some(e.to_string()),
-                            },
-                            Err(e) => Sample {
-                                phase,
-                                started,
-                                finished,
-                                ok: false,
-                                service: None,
-                                hedged: false,
-                                retried: false,
-                                error: Some(format!("router unavailable: {e}")),
                             },
                         };
                         samples

@@ -154,7 +154,7 @@ pub enum DrillEvent {
 /// What a drill runs against.
 #[derive(Clone)]
 pub struct DrillTarget {
-    pub router: Addr<Router>,
+    pub router: Router,
     pub supervisor: Addr<Supervisor>,
     pub monitor: Addr<HealthMonitor>,
     pub directory: Arc<Directory>,

@@ -496,27 +496,24 @@ pub(super) async fn run(
             );
             let outcome = t
                 .router
-                .send(Execute {
+                .execute(Execute {
                     tool: poison_tool.clone(),
                     arguments: Some(args),
+                    validated: false,
                     events: EventSink::discard(),
                     caller: Caller::default(),
                     service: None,
                     span: tracing::info_span!("drill_poison"),
                 })
                 .await;
-            let category = match &outcome {
-                Ok(Err(e)) => Some(e.category),
-                _ => None,
-            };
+            let category = outcome.as_ref().err().map(|e| e.category);
             check(
                 &mut checks,
                 "poison call quarantined",
                 category == Some(ErrorCategory::Quarantined),
                 match outcome {
-                    Ok(Err(e)) => e.to_string(),
-                    Ok(Ok(_)) => "it succeeded".into(),
                     Err(e) => e.to_string(),
+                    Ok(_) => "it succeeded".into(),
                 },
             );
             // Every replica it crashed comes back.

@@ -85,7 +85,13 @@ pub async fn tools_call(
             rpc_result(&id, era.finish(error_result(&e))),
         );
     }
-    if let Err(e) = check_arguments(&entry, arguments.as_ref()) {
+    // Validated once, here: the router is told so.
+    let empty = Value::Object(serde_json::Map::new());
+    let given = match params.get("arguments") {
+        Some(v @ Value::Object(_)) => v,
+        _ => &empty,
+    };
+    if let Err(e) = check_arguments(&entry, given) {
         return reply(
             StatusCode::OK,
             rpc_result(&id, era.finish(error_result(&e))),
@@ -122,9 +128,10 @@ pub async fn tools_call(
         None => (sink, None),
     };
     let span = call_span(&super::super::guard::request_id_of(&req), &name);
-    let call = state.router.send(Execute {
+    let call = state.router.execute(Execute {
         tool: name,
         arguments,
+        validated: true,
         events: sink,
         caller,
         service: pinned,
@@ -336,14 +343,14 @@ impl CallNotes {
 }
 
 /// The `tools/call` result for an outcome.
-type Outcome = Result<Result<mcpvisor_actors::CallOutcome, CallError>, actix::MailboxError>;
+type Outcome = Result<mcpvisor_actors::CallOutcome, CallError>;
 
 /// The JSON-RPC answer to a call, and the HTTP status it goes with. An
 /// upstream's own JSON-RPC error is passed on as it came (a protocol
 /// error stays one); mcpvisor's failures are tool results with their
 /// category in `_meta`, readable by the model.
 fn answer(id: &Value, era: &Era, outcome: Outcome) -> (StatusCode, Value) {
-    if let Ok(Err(e)) = &outcome
+    if let Err(e) = &outcome
         && let Some(code) = e.upstream_code
     {
         // MissingRequiredClientCapability is a 400 on HTTP (2026-07-28).
@@ -431,11 +438,11 @@ fn unwrap_state(state: &str) -> Option<(String, Option<String>)> {
 
 fn render(outcome: Outcome) -> Value {
     match outcome {
-        Ok(Ok(CallOutcome {
+        Ok(CallOutcome {
             result: CallReply::InputRequired(mut required),
             service,
             ..
-        })) => {
+        }) => {
             required.request_state = Some(wrap_state(&service, required.request_state.as_deref()));
             serde_json::to_value(&required).unwrap_or_else(|e| {
                 error_result(&CallError::new(
@@ -444,20 +451,16 @@ fn render(outcome: Outcome) -> Value {
                 ))
             })
         }
-        Ok(Ok(CallOutcome {
+        Ok(CallOutcome {
             result: CallReply::Complete(result),
             ..
-        })) => serde_json::to_value(&result).unwrap_or_else(|e| {
+        }) => serde_json::to_value(&result).unwrap_or_else(|e| {
             error_result(&CallError::new(
                 ErrorCategory::Internal,
                 format!("unserialisable result: {e}"),
             ))
         }),
-        Ok(Err(e)) => error_result(&e),
-        Err(e) => error_result(&CallError::new(
-            ErrorCategory::Internal,
-            format!("router unavailable: {e}"),
-        )),
+        Err(e) => error_result(&e),
     }
 }
 
