@@ -76,7 +76,7 @@ pub struct ServerConfig {
     /// (`MCPVISOR_CLIENT_TOKEN`); setting it turns client authentication on.
     #[serde(skip)]
     pub client_token: String,
-    /// HTTP worker threads (0: one per core, at most 8).
+    /// HTTP worker threads (0: one per core but one, at least 1, at most 8).
     pub workers: usize,
     /// Idle legacy MCP sessions are forgotten after this long.
     pub session_idle_secs: u64,
