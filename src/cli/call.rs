@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
@@ -49,35 +48,29 @@ pub async fn run(args: CallArgs) -> anyhow::Result<()> {
             .progress_chars("=> "),
     );
     bar.enable_steady_tick(Duration::from_millis(120));
-    let mut stream = response.bytes_stream();
-    let mut buf = String::new();
+    let mut events = super::sse::Events::new(response);
     let mut failed = None;
-    while let Some(chunk) = stream.next().await {
-        buf.push_str(&String::from_utf8_lossy(&chunk?));
-        while let Some(end) = buf.find("\n\n") {
-            let frame: String = buf.drain(..end + 2).collect();
-            let (event, data) = parse_frame(&frame);
-            let Some(data) = data else { continue };
-            if args.events {
-                bar.suspend(|| println!("{event}: {data}"));
-            }
-            match event.as_str() {
-                "progress" => {
-                    if let Some(p) = data["percentage"].as_f64() {
-                        bar.set_position(p as u64);
-                    }
-                    if let Some(m) = data["message"].as_str() {
-                        bar.set_message(m.to_owned());
-                    }
+    while let Some(next) = events.next().await {
+        let (event, data) = next?;
+        if args.events {
+            bar.suspend(|| println!("{event}: {data}"));
+        }
+        match event.as_str() {
+            "progress" => {
+                if let Some(p) = data["percentage"].as_f64() {
+                    bar.set_position(p as u64);
                 }
-                "status" => bar.set_message(data["message"].as_str().unwrap_or("").to_owned()),
-                "result" if !args.events => {
-                    bar.finish_and_clear();
-                    println!("{}", serde_json::to_string_pretty(&data)?);
+                if let Some(m) = data["message"].as_str() {
+                    bar.set_message(m.to_owned());
                 }
-                "error" => failed = Some(data),
-                _ => {}
             }
+            "status" => bar.set_message(data["message"].as_str().unwrap_or("").to_owned()),
+            "result" if !args.events => {
+                bar.finish_and_clear();
+                println!("{}", serde_json::to_string_pretty(&data)?);
+            }
+            "error" => failed = Some(data),
+            _ => {}
         }
     }
     bar.finish_and_clear();
@@ -89,18 +82,4 @@ pub async fn run(args: CallArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// Event name and JSON data of one SSE frame.
-pub(crate) fn parse_frame(frame: &str) -> (String, Option<Value>) {
-    let mut event = String::from("message");
-    let mut data = String::new();
-    for line in frame.lines() {
-        if let Some(v) = line.strip_prefix("event:") {
-            event = v.trim().to_owned();
-        } else if let Some(v) = line.strip_prefix("data:") {
-            data.push_str(v.trim_start());
-        }
-    }
-    (event, serde_json::from_str(&data).ok())
 }

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use mcpvisor_actors::drill::{DrillKind, DrillReport, parse_duration};
 use serde_json::{Value, json};
@@ -91,39 +90,33 @@ pub async fn run(args: DrillArgs) -> anyhow::Result<()> {
     let mut phase = String::new();
     let mut report: Option<Value> = None;
     let mut failure: Option<Value> = None;
-    let mut stream = response.bytes_stream();
-    let mut buf = String::new();
-    while let Some(chunk) = stream.next().await {
-        buf.push_str(&String::from_utf8_lossy(&chunk?));
-        while let Some(end) = buf.find("\n\n") {
-            let frame: String = buf.drain(..end + 2).collect();
-            let (event, data) = super::call::parse_frame(&frame);
-            let Some(data) = data else { continue };
-            match event.as_str() {
-                "phase" => {
-                    phase = format!(
-                        "{}: {}",
-                        data["name"].as_str().unwrap_or("?"),
-                        data["detail"].as_str().unwrap_or("")
-                    );
-                    if !args.json {
-                        bar.suspend(|| {
-                            eprintln!(
-                                "{:>7.1}s  {phase}",
-                                data["at_ms"].as_f64().unwrap_or(0.0) / 1000.0
-                            )
-                        });
-                    }
-                    bar.set_message(phase.clone());
+    let mut events = super::sse::Events::new(response);
+    while let Some(next) = events.next().await {
+        let (event, data) = next?;
+        match event.as_str() {
+            "phase" => {
+                phase = format!(
+                    "{}: {}",
+                    data["name"].as_str().unwrap_or("?"),
+                    data["detail"].as_str().unwrap_or("")
+                );
+                if !args.json {
+                    bar.suspend(|| {
+                        eprintln!(
+                            "{:>7.1}s  {phase}",
+                            data["at_ms"].as_f64().unwrap_or(0.0) / 1000.0
+                        )
+                    });
                 }
-                "progress" => bar.set_message(format!(
-                    "{phase}  [{} sent, {} ok, {} failed]",
-                    data["sent"], data["ok"], data["failed"]
-                )),
-                "report" => report = Some(data),
-                "error" => failure = Some(data),
-                _ => {}
+                bar.set_message(phase.clone());
             }
+            "progress" => bar.set_message(format!(
+                "{phase}  [{} sent, {} ok, {} failed]",
+                data["sent"], data["ok"], data["failed"]
+            )),
+            "report" => report = Some(data),
+            "error" => failure = Some(data),
+            _ => {}
         }
     }
     bar.finish_and_clear();

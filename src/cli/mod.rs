@@ -4,6 +4,7 @@ pub mod call;
 pub mod drill;
 pub mod probe;
 pub mod serve;
+mod sse;
 pub mod tools;
 
 use std::path::Path;
