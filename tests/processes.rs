@@ -31,6 +31,7 @@ manifest = "builtin:asana"
 stop_grace_ms = 1000
 [services.health]
 interval_ms = 200
+timeout_ms = 300
 [services.restart]
 backoff_initial_ms = 50
 max_restarts = 20
@@ -104,8 +105,11 @@ fn a_restarted_service_never_runs_two_instances() {
         let server = *pids
             .iter()
             .find(|p| {
-                std::fs::read_to_string(format!("/proc/{p}/cmdline"))
-                    .is_ok_and(|c| c.contains("sim"))
+                // The simulator itself, not the warden or the shell whose
+                // command lines name it too.
+                std::fs::read_to_string(format!("/proc/{p}/cmdline")).is_ok_and(|c| {
+                    c.contains("sim\0--stdio") && !c.contains("__warden") && !c.starts_with("sh")
+                })
             })
             .expect("the server's pid");
         kill9(u64::from(server));
@@ -131,4 +135,24 @@ fn a_restarted_service_never_runs_two_instances() {
         processes_with_env("MCPVISOR_TEST_MARK", &mark).len(),
         PER_INSTANCE
     );
+}
+
+#[test]
+fn a_warden_killed_outright_takes_its_group_with_it() {
+    let mark = mark("warden");
+    let d = Daemon::start(&wrapped(&mark));
+    let warden = d.service("wrapped")["pid"]
+        .as_u64()
+        .expect("the group leader's pid");
+    let restarts = d.service("wrapped")["restarts"].as_u64().unwrap();
+    kill9(warden);
+    d.wait_until("service restarted", Duration::from_secs(20), |d| {
+        let s = d.service("wrapped");
+        s["state"] == "ready" && s["restarts"].as_u64() > Some(restarts)
+    });
+    // The old group's shell, helper and server are gone, not orphaned.
+    assert!(eventually(Duration::from_secs(5), || {
+        processes_with_env("MCPVISOR_TEST_MARK", &mark).len() == PER_INSTANCE
+    }));
+    assert_serves(&d);
 }

@@ -148,6 +148,28 @@ fn a_client_token_is_required_everywhere_but_the_probes() {
         .send()
         .unwrap();
     assert_eq!(s.status().as_u16(), 404, "admin got past the guard");
+    // Percent-encoding a path does not change its class.
+    for path in [
+        "/api/%64rills/upstream-kill",
+        "/api/%73ervices/asana/disable",
+    ] {
+        let s = client()
+            .post(d.url(path))
+            .bearer_auth(CLIENT_TOKEN)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16();
+        assert_eq!(s, 403, "{path} with a client token");
+    }
+    let s = client()
+        .post(d.url("/%6Dcp"))
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}))
+        .send()
+        .unwrap()
+        .status()
+        .as_u16();
+    assert_eq!(s, 401, "/%6Dcp without a token");
     // Probes stay open.
     for path in ["/readyz", "/healthz"] {
         assert_eq!(
@@ -778,4 +800,56 @@ fn json_rpc_ids_come_back_exactly_as_sent() {
             .unwrap();
         assert!(text.contains(&format!(r#""id":{id}"#)), "id {id}: {text}");
     }
+}
+
+#[test]
+fn a_session_belongs_to_the_client_that_opened_it() {
+    let other = "other-token-0123456789abcdef";
+    let config = with_server(
+        "",
+        &format!(
+            r#"
+[[auth.clients]]
+name = "a"
+token = "{CLIENT_TOKEN}"
+scopes = ["call", "read"]
+[[auth.clients]]
+name = "b"
+token = "{other}"
+scopes = ["call", "read"]
+{}"#,
+            sim_service("")
+        ),
+    );
+    let d = Daemon::start_logged(&config, &[], Some(CLIENT_TOKEN));
+    let init = client()
+        .post(d.url("/mcp"))
+        .bearer_auth(CLIENT_TOKEN)
+        .header("accept", "application/json, text/event-stream")
+        .json(
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"}}}),
+        )
+        .send()
+        .unwrap();
+    let sid = init.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let ping = |token: &str| {
+        client()
+            .post(d.url("/mcp"))
+            .bearer_auth(token)
+            .header("accept", "application/json")
+            .header("mcp-session-id", &sid)
+            .header("mcp-protocol-version", "2025-06-18")
+            .json(&json!({"jsonrpc": "2.0", "id": 2, "method": "ping"}))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(ping(CLIENT_TOKEN), 200);
+    assert_eq!(ping(other), 404, "another client used the session");
 }

@@ -105,6 +105,8 @@ struct Entry {
 pub struct Quarantine {
     config: QuarantineConfig,
     entries: Mutex<HashMap<(String, Fingerprint), Entry>>,
+    /// Entries there are: a call looks at the table only when some are.
+    count: std::sync::atomic::AtomicUsize,
 }
 
 impl Quarantine {
@@ -113,6 +115,7 @@ impl Quarantine {
         Self {
             config,
             entries: Mutex::default(),
+            count: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -120,8 +123,21 @@ impl Quarantine {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether there is nothing to look up (the common case).
+    fn empty(&self) -> bool {
+        self.count.load(std::sync::atomic::Ordering::Acquire) == 0
+    }
+
+    fn recount(&self, entries: &HashMap<(String, Fingerprint), Entry>) {
+        self.count
+            .store(entries.len(), std::sync::atomic::Ordering::Release);
+    }
+
     /// How much longer the call is refused, if it is quarantined.
     pub fn refused_for(&self, group: &str, fp: Fingerprint) -> Option<Duration> {
+        if self.empty() {
+            return None;
+        }
         let now = Instant::now();
         let entries = self.entries();
         entries
@@ -132,6 +148,9 @@ impl Quarantine {
 
     /// Whether the call is a suspect (it must be sent alone).
     pub fn is_suspect(&self, group: &str, fp: Fingerprint) -> bool {
+        if self.empty() {
+            return false;
+        }
         let ttl = Duration::from_millis(self.config.suspect_ms);
         self.entries()
             .get(&(group.to_owned(), fp))
@@ -166,11 +185,15 @@ impl Quarantine {
                 e.suspect_at = Some(now);
             }
         }
+        self.recount(&entries);
         quarantined
     }
 
     /// A suspect answered: it is no poison.
     pub fn cleared(&self, group: &str, fp: Fingerprint) {
+        if self.empty() {
+            return;
+        }
         let mut entries = self.entries();
         if entries
             .get(&(group.to_owned(), fp))
@@ -178,12 +201,15 @@ impl Quarantine {
         {
             entries.remove(&(group.to_owned(), fp));
         }
+        self.recount(&entries);
     }
 
     /// Lifts every quarantine and suspicion of `group` (a poison drill
     /// leaves nothing behind).
     pub fn release_group(&self, group: &str) {
-        self.entries().retain(|(g, _), _| g != group);
+        let mut entries = self.entries();
+        entries.retain(|(g, _), _| g != group);
+        self.recount(&entries);
     }
 
     /// Every call refused now.

@@ -96,12 +96,16 @@ struct Keys {
     fetched: Option<Instant>,
     /// The last fetch an unknown key id caused.
     looked_again: Option<Instant>,
+    /// The last failed fetch, and why.
+    failed: Option<(Instant, String)>,
 }
 
 /// Checks access tokens.
 pub struct Verifier {
     config: OAuthConfig,
     keys: RwLock<Keys>,
+    /// One key-set fetch at a time.
+    fetching: tokio::sync::Mutex<()>,
     http: reqwest::Client,
     tools: Arc<ToolAccess>,
 }
@@ -116,7 +120,9 @@ impl Verifier {
                 set: JwkSet { keys: Vec::new() },
                 fetched: None,
                 looked_again: None,
+                failed: None,
             }),
+            fetching: tokio::sync::Mutex::new(()),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()
@@ -214,19 +220,49 @@ impl Verifier {
             .transpose()
     }
 
-    /// Loads the key set; `unknown_kid` refreshes are rate-limited.
+    /// Loads the key set. One fetch runs at a time, outside the lock that
+    /// readers take; fetches an unknown key id asks for, and fetches after
+    /// a failure, happen at most every [`REFRESH_GAP`].
     async fn refresh(&self, unknown_kid: bool) -> Result<(), String> {
-        let mut keys = self.keys.write().await;
-        if unknown_kid {
-            if keys
-                .looked_again
-                .is_some_and(|at| at.elapsed() < REFRESH_GAP)
+        let _one = self.fetching.lock().await;
+        {
+            let mut keys = self.keys.write().await;
+            let recent = |at: Option<Instant>| at.is_some_and(|at| at.elapsed() < REFRESH_GAP);
+            if let Some((at, why)) = &keys.failed
+                && recent(Some(*at))
             {
+                return Err(why.clone());
+            }
+            if unknown_kid {
+                if recent(keys.looked_again) {
+                    return Ok(());
+                }
+                keys.looked_again = Some(Instant::now());
+            } else if keys.fetched.is_some() {
+                // Another request loaded them while this one waited.
                 return Ok(());
             }
-            keys.looked_again = Some(Instant::now());
         }
-        let set: JwkSet = if let Some(url) = &self.config.jwks_url {
+        let fetched = self.fetch().await;
+        let mut keys = self.keys.write().await;
+        match fetched {
+            Ok(set) => {
+                tracing::info!(keys = set.keys.len(), "issuer keys loaded");
+                keys.set = set;
+                keys.fetched = Some(Instant::now());
+                keys.failed = None;
+                Ok(())
+            }
+            Err(why) => {
+                tracing::warn!(error = %why, "issuer keys not loaded");
+                keys.failed = Some((Instant::now(), why.clone()));
+                Err(why)
+            }
+        }
+    }
+
+    async fn fetch(&self) -> Result<JwkSet, String> {
+        if let Some(url) = &self.config.jwks_url {
             self.http
                 .get(url)
                 .send()
@@ -235,19 +271,15 @@ impl Verifier {
                 .map_err(|e| format!("cannot fetch the issuer's keys: {}", e.without_url()))?
                 .json()
                 .await
-                .map_err(|e| format!("the issuer's key set is not valid: {}", e.without_url()))?
+                .map_err(|e| format!("the issuer's key set is not valid: {}", e.without_url()))
         } else if let Some(file) = &self.config.jwks_file {
             let text = std::fs::read_to_string(file)
                 .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
             serde_json::from_str(&text)
-                .map_err(|e| format!("{} is not a JWKS: {e}", file.display()))?
+                .map_err(|e| format!("{} is not a JWKS: {e}", file.display()))
         } else {
-            return Err("auth.oauth has neither jwks_url nor jwks_file".into());
-        };
-        tracing::info!(keys = set.keys.len(), "issuer keys loaded");
-        keys.set = set;
-        keys.fetched = Some(Instant::now());
-        Ok(())
+            Err("auth.oauth has neither jwks_url nor jwks_file".into())
+        }
     }
 }
 

@@ -58,16 +58,14 @@ pub fn classify(method: &Method, path: &str) -> RouteClass {
     if path == "/mcp" || path.starts_with("/api/mcp/") || path == "/sse" || path == "/message" {
         return RouteClass::Call;
     }
-    let changes = !matches!(*method, Method::GET | Method::HEAD);
-    if changes
-        && (path.starts_with("/api/services/")
-            || path.starts_with("/api/drills/")
-            || path == "/api/reload"
-            || path == "/api/cache")
-    {
-        return RouteClass::Admin;
+    // Reading is GET and HEAD; anything else that is not a call changes
+    // the daemon (admin routes, and any route added later) — so an
+    // unclassified route is never weaker than admin.
+    if matches!(*method, Method::GET | Method::HEAD) {
+        RouteClass::Read
+    } else {
+        RouteClass::Admin
     }
-    RouteClass::Read
 }
 
 /// Whether `host` (a Host header, port included or not) is loopback.
@@ -110,6 +108,9 @@ pub fn origin_allowed(origin: &str, allowed: &[String]) -> bool {
                 .is_some_and(|h| loopback_host(h) || h == "[::1]")
     })
 }
+
+/// Clients tracked for limits before idle ones are forgotten.
+const MAX_TRACKED: usize = 4096;
 
 /// Headers a browser may send on a cross-origin MCP request.
 const CORS_ALLOW_HEADERS: &str = "authorization, content-type, accept, mcp-session-id, \
@@ -176,6 +177,13 @@ impl Guard {
     }
 
     fn stream_slots(&self, key: &Arc<str>, client: &Client) -> Arc<Semaphore> {
+        // Anonymous callers are keyed by address: forget the idle ones
+        // before the table grows without bound.
+        if self.streams.len() > MAX_TRACKED && !self.streams.contains_key(key) {
+            self.streams
+                .retain(|_, s| s.available_permits() < self.limits.max_streams);
+            self.rates.retain(|k, _| self.streams.contains_key(k));
+        }
         self.streams
             .entry(key.clone())
             .or_insert_with(|| {
@@ -249,7 +257,13 @@ pub async fn check(
     next: Next<BoxBody>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
-        return next.call(req).await;
+        // Without its state the guard cannot judge: nothing passes.
+        let res = refuse(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCategory::Internal,
+            "the request guard is not configured".into(),
+        );
+        return Ok(req.into_response(res));
     };
     let server = &state.server;
     let host = req
@@ -299,7 +313,8 @@ pub async fn check(
 
     let rid = request_id(&req);
     req.extensions_mut().insert(rid.clone());
-    let class = classify(req.method(), req.path());
+    // The path as routing sees it: percent-decoded (`/%6Dcp` is `/mcp`).
+    let class = classify(req.method(), req.match_info().as_str());
     let guard = state.guard.clone();
     let mut permit = None;
     if class != RouteClass::Open {
@@ -522,5 +537,6 @@ mod tests {
         );
         assert_eq!(classify(&post, "/api/drills/failover"), RouteClass::Admin);
         assert_eq!(classify(&get, "/api/drills"), RouteClass::Read);
+        assert_eq!(classify(&post, "/api/anything-new"), RouteClass::Admin);
     }
 }

@@ -109,7 +109,11 @@ impl Load {
                                 service: e.services.last().cloned(),
                                 hedged: false,
                                 retried: e.services.len() > 1,
-                                error: Some(e.to_string()),
+                                error: Some(format!(
+                                    "{e} (tried {}; after {} ms)",
+                                    e.services.join(", "),
+                                    finished.duration_since(started).as_millis()
+                                )),
                             },
                         };
                         samples

@@ -54,7 +54,9 @@ async fn deliver(client: &reqwest::Client, url: &str, event: &AlertEvent) {
             Ok(r) => {
                 tracing::warn!(status = %r.status(), attempt, "alert webhook refused the event")
             }
-            Err(e) => tracing::warn!(error = %e, attempt, "alert webhook unreachable"),
+            Err(e) => {
+                tracing::warn!(error = %e.without_url(), attempt, "alert webhook unreachable")
+            }
         }
         if attempt < ATTEMPTS {
             tokio::time::sleep(pause).await;

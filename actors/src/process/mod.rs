@@ -259,7 +259,6 @@ pub struct UpstreamProcess {
     grace: Duration,
     slot: Arc<ProcessSlot>,
     permit: Option<OwnedSemaphorePermit>,
-    exited: bool,
 }
 
 impl std::fmt::Debug for UpstreamProcess {
@@ -358,7 +357,6 @@ impl UpstreamProcess {
             grace: launch.grace,
             slot: slot.clone(),
             permit: Some(permit),
-            exited: false,
         })
     }
 
@@ -378,7 +376,7 @@ impl UpstreamProcess {
     /// whole group is gone: it leaves last.
     pub async fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
         let status = self.child_mut().wait().await;
-        self.exited = true;
+        self.leader_gone();
         status
     }
 
@@ -386,9 +384,18 @@ impl UpstreamProcess {
     pub fn try_wait(&mut self) -> std::io::Result<Option<std::process::ExitStatus>> {
         let status = self.child_mut().try_wait();
         if matches!(status, Ok(Some(_))) {
-            self.exited = true;
+            self.leader_gone();
         }
         status
+    }
+
+    /// Once the leader is reaped its pid may be reused: nobody may signal
+    /// the group by that number any more.
+    fn leader_gone(&mut self) {
+        let _ = self
+            .slot
+            .pgid
+            .compare_exchange(self.pgid, 0, Ordering::AcqRel, Ordering::Acquire);
     }
 }
 
@@ -403,7 +410,7 @@ impl Drop for UpstreamProcess {
             grace: self.grace,
             slot: self.slot.clone(),
             permit: self.permit.take(),
-            exited: self.exited,
+            done: false,
         };
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
@@ -423,12 +430,25 @@ struct Reaper {
     grace: Duration,
     slot: Arc<ProcessSlot>,
     permit: Option<OwnedSemaphorePermit>,
-    exited: bool,
+    /// It ran to its end.
+    done: bool,
+}
+
+impl Drop for Reaper {
+    /// A reaper dropped before it ran (the runtime is going away) still
+    /// asks the group to go; a warden finishes the job.
+    fn drop(&mut self) {
+        if !self.done {
+            self.ask();
+        }
+    }
 }
 
 impl Reaper {
     fn ask(&self) {
-        if self.pgid > 1 && !self.exited && group_alive(self.pgid) {
+        // Members alive keep the group's number theirs, even after the
+        // leader was reaped.
+        if self.pgid > 1 && group_alive(self.pgid) {
             let _ = signal_group(self.pgid, Signal::Term);
             // A frozen group cannot act on SIGTERM.
             let _ = signal_group(self.pgid, Signal::Cont);
@@ -441,7 +461,13 @@ impl Reaper {
         // A warden escalates to SIGKILL at the end of the grace period itself.
         let _ =
             tokio::time::timeout_at(deadline + Duration::from_millis(500), self.child.wait()).await;
-        // Without a warden, the leader's descendants may outlive it.
+        let _ = self
+            .slot
+            .pgid
+            .compare_exchange(self.pgid, 0, Ordering::AcqRel, Ordering::Acquire);
+        // The leader gone, its group may live on (no warden, or a warden
+        // killed outright). A group number is not given to a new process
+        // while any member lives, so signalling a group seen alive is safe.
         let mut pause = Duration::from_millis(5);
         while self.pgid > 1 && group_alive(self.pgid) && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(pause).await;
@@ -456,13 +482,10 @@ impl Reaper {
             let _ = signal_group(self.pgid, Signal::Kill);
             let _ = tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await;
         }
-        let _ = self
-            .slot
-            .pgid
-            .compare_exchange(self.pgid, 0, Ordering::AcqRel, Ordering::Acquire);
         drop(self.permit.take());
         LIVE_GROUPS.fetch_sub(1, Ordering::AcqRel);
         group_gone().notify_waiters();
+        self.done = true;
     }
 }
 

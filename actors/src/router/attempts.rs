@@ -115,6 +115,15 @@ fn any_recovering(entry: &ToolEntry, directory: &Directory, excluded: &[Exclusio
         })
 }
 
+/// How many replica crashes a safe call may live through: each replica
+/// twice, and one more.
+fn crash_allowance(entry: &ToolEntry) -> u32 {
+    u32::try_from(entry.providers.len())
+        .unwrap_or(u32::MAX)
+        .saturating_mul(2)
+        .saturating_add(1)
+}
+
 /// How long past the call's deadline the router waits for a service's own
 /// timeout answer.
 const DEADLINE_MARGIN: Duration = Duration::from_millis(250);
@@ -253,7 +262,9 @@ impl Call<'_> {
                     format!("no answer within {} ms", self.call_timeout.as_millis()),
                 );
                 e.delivery = d.ticket.delivery();
-                d.target.breaker_release();
+                // The service still holds the call and its breaker
+                // admission; cancelled, it settles both.
+                d.cancel.cancel();
                 (Err(e), false)
             }
             Ok(Ok(outcome)) => (outcome, false),
@@ -267,8 +278,7 @@ impl Call<'_> {
                 e.delivery = d.ticket.delivery();
                 // The service died: its actor recorded whatever it saw of
                 // the call, and the next instance starts with a fresh
-                // breaker. A trial the actor never settled goes back.
-                d.target.breaker_release();
+                // breaker.
                 (Err(e), true)
             }
         };
@@ -476,6 +486,7 @@ pub(crate) async fn execute(
     let mut tried: Vec<String> = Vec::new();
     let mut excluded: Vec<Exclusion> = Vec::new();
     let mut attempts = 0u32;
+    let mut crashes = 0u32;
     let mut hedged = false;
     let mut last_error: Option<CallError> = None;
     hedging.earn();
@@ -492,6 +503,13 @@ pub(crate) async fn execute(
             // repeat) a call that could still have effects.
             let e = CallError::new(ErrorCategory::Cancelled, "the caller went away");
             return Err(with_tried(e, &tried));
+        }
+        // Quarantined while it waited or failed over: a crash it caused
+        // may be reported after its own attempt settled.
+        if attempts > 0
+            && let Some(q) = quarantined(&tried)
+        {
+            return Err(q);
         }
         if Instant::now() >= deadline {
             return Err(with_tried(
@@ -619,7 +637,20 @@ pub(crate) async fn execute(
                     .retry
                     .policy(e.category)
                     .map_or(1, |p| p.max_attempts);
-                if !e.retryable() || attempts >= config.max_attempts.min(policy_attempts.max(1)) {
+                let limit = config.max_attempts.min(policy_attempts.max(1));
+                let crash = crashed || e.category == ErrorCategory::Network;
+                // A safe call caught by replicas crashing under it (the
+                // drill, a poison call of another client, a redeploy) is not
+                // the one failing: it may outlast a crash of every replica
+                // and one more. Poison calls themselves are stopped by the
+                // quarantine, and the deadline bounds it all.
+                let exhausted = if crash && call.safe {
+                    crashes += 1;
+                    crashes >= limit.max(crash_allowance(entry))
+                } else {
+                    attempts >= limit
+                };
+                if !e.retryable() || exhausted {
                     return Err(with_tried(e, &tried));
                 }
                 tracing::info!(tool = %entry.tool.name, %service, error = %e, "failing over");

@@ -30,7 +30,7 @@ use tokio::sync::{mpsc, oneshot};
 pub use call::{CallJob, CallReply, Caller, Ticket};
 pub use handle::{ServiceHandle, ServiceSnapshot, ServiceState};
 
-use crate::error::{CallError, ErrorCategory};
+use crate::error::{CallError, Delivery, ErrorCategory};
 use crate::health::history::Source;
 use crate::health::{self, ReportSample};
 use crate::metrics::Metrics;
@@ -149,6 +149,9 @@ pub struct Shutdown {
 /// to be reported before it is answered anyway.
 const BROKEN_HOLD: Duration = Duration::from_millis(250);
 
+/// How long a call given up on still counts as possibly running upstream.
+const ABANDONED_FOR: Duration = Duration::from_secs(2);
+
 /// A call whose connection broke under it.
 struct BrokenCall {
     at: Instant,
@@ -206,8 +209,12 @@ pub struct ServiceActor {
     /// Calls whose connection broke under them, held until the upstream's
     /// death is reported (or a moment has passed).
     broke_under: Vec<BrokenCall>,
+    /// Calls given up on that the upstream may still be running.
+    abandoned: Vec<(Instant, (crate::quarantine::Fingerprint, String))>,
     /// A suspected poison call is in flight, alone.
     solo_in_flight: bool,
+    /// A recheck of a suspect service is scheduled.
+    rechecking: bool,
     exit: ExitNotice,
 }
 
@@ -245,7 +252,9 @@ impl ServiceActor {
             running: std::collections::HashMap::new(),
             call_seq: 0,
             broke_under: Vec::new(),
+            abandoned: Vec::new(),
             solo_in_flight: false,
+            rechecking: false,
             exit: ExitNotice {
                 supervisor,
                 service,
@@ -288,6 +297,12 @@ impl ServiceActor {
             .map(|b| b.call)
             .collect();
         in_flight.extend(self.running.values().cloned());
+        in_flight.extend(
+            self.abandoned
+                .iter()
+                .filter(|(at, _)| at.elapsed() < ABANDONED_FOR)
+                .map(|(_, call)| call.clone()),
+        );
         if closed.self_inflicted() && !self.exit.requested && !in_flight.is_empty() {
             let blamed = self
                 .directory
@@ -306,6 +321,14 @@ impl ServiceActor {
             }
         }
         self.crash(ctx, reason);
+    }
+
+    fn remember_abandoned(&mut self, call: (crate::quarantine::Fingerprint, String)) {
+        self.abandoned
+            .retain(|(at, _)| at.elapsed() < ABANDONED_FOR);
+        if self.abandoned.len() < 64 {
+            self.abandoned.push((Instant::now(), call));
+        }
     }
 
     fn hold_broken(
@@ -484,10 +507,19 @@ impl ServiceActor {
             ctx.spawn(fut.into_actor(self).map(move |attempt, act, ctx| {
                 act.in_flight -= 1;
                 let call = act.running.remove(&seq);
-                let broken = attempt
-                    .outcome
-                    .as_ref()
-                    .is_err_and(|e| e.category == ErrorCategory::Network);
+                // Its connection broke under a call it had sent: the
+                // upstream may have died of it.
+                let broken = attempt.outcome.as_ref().is_err_and(|e| {
+                    e.category == ErrorCategory::Network && e.delivery == Delivery::MaybeSent
+                });
+                // A call given up on (timed out, cancelled) may still be
+                // running upstream: remembered a moment for the blame.
+                let abandoned = attempt.outcome.as_ref().is_err_and(|e| {
+                    matches!(
+                        e.category,
+                        ErrorCategory::Timeout | ErrorCategory::Cancelled
+                    ) && e.delivery == Delivery::MaybeSent
+                });
                 if act.in_flight == 0 {
                     act.busy_since = None;
                 }
@@ -502,11 +534,16 @@ impl ServiceActor {
                 act.observe_call(&attempt.outcome, attempt.latency);
                 act.metrics
                     .upstream_attempt(act.name(), attempt.latency.as_secs_f64());
+                let launched = act.handle.process().pgid().is_some();
                 match call {
-                    // The connection broke under it: the upstream probably
+                    // The connection broke under it: the process probably
                     // died, and whether this call is to blame is known once
                     // that is reported. Its answer waits a moment for that.
-                    Some(call) if broken => act.hold_broken(ctx, call, attempt, reply),
+                    Some(call) if broken && launched => act.hold_broken(ctx, call, attempt, reply),
+                    Some(call) if abandoned && launched => {
+                        act.remember_abandoned(call);
+                        act.settle(ctx, attempt, reply)
+                    }
                     _ => act.settle(ctx, attempt, reply),
                 }
                 act.dispatch(ctx);
@@ -526,6 +563,11 @@ impl ServiceActor {
                 self.report(true, Some(latency), Source::Call, None);
             }
             Err(e) if e.category == ErrorCategory::Cancelled => self.handle.breaker_release(),
+            // The call's own deadline passed before it was sent: nothing
+            // about the service was learnt.
+            Err(e) if e.category == ErrorCategory::Timeout && e.delivery == Delivery::NeverSent => {
+                self.handle.breaker_release()
+            }
             Err(e) if e.category.blames_service() => {
                 self.handle.breaker_record(false);
                 self.handle.record_failure(&e.to_string(), true);

@@ -55,10 +55,16 @@ impl ServiceActor {
         }
     }
 
-    /// Probes every probe timeout while suspect, so its return is seen soon.
+    /// Probes every probe timeout while suspect, so its return is seen
+    /// soon; one chain of rechecks at a time.
     fn recheck(&mut self, ctx: &mut Context<Self>) {
+        if self.rechecking {
+            return;
+        }
+        self.rechecking = true;
         let every = Duration::from_millis(self.handle.spec.health.timeout_ms.max(100));
         ctx.run_later(every, |act, ctx| {
+            act.rechecking = false;
             if act.handle.is_suspect() {
                 act.probe(ctx);
                 act.recheck(ctx);

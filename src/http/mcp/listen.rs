@@ -95,7 +95,10 @@ pub async fn get_stream(state: web::Data<AppState>, req: HttpRequest) -> HttpRes
             .insert_header(("Allow", "POST"))
             .finish();
     };
-    let Some(session) = state.sessions.get(&sid) else {
+    let Some(session) = state
+        .sessions
+        .get_for(&sid, &super::super::guard::client_of(&req).name)
+    else {
         return reply(
             StatusCode::NOT_FOUND,
             rpc_error(None, -32001, "Session not found", None),

@@ -157,7 +157,11 @@ async fn post(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) ->
     // array, an object) makes the message invalid, not a notification.
     let id = match message.get("id") {
         None => None,
-        Some(i) if i.is_string() || i.is_number() => Some(exact_id(i, &body)),
+        // (A string that looks like mcpvisor's own exact-id marker is
+        // refused: written back, it would not be the string sent.)
+        Some(i) if i.is_number() || i.as_str().is_some_and(|s| !s.starts_with(RAW_ID)) => {
+            Some(exact_id(i, &body))
+        }
         Some(_) => {
             return reply(
                 StatusCode::BAD_REQUEST,
@@ -207,7 +211,7 @@ async fn post(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) ->
     }
     if method == "initialize" {
         return match id {
-            Some(id) => initialize(&state, &id, params.as_ref()),
+            Some(id) => initialize(&state, &req, &id, params.as_ref()),
             None => reply(
                 StatusCode::BAD_REQUEST,
                 rpc_error(None, -32600, "initialize needs an id", None),
@@ -217,25 +221,27 @@ async fn post(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) ->
 
     // Which era is this request from?
     let era = match era::header(&req, "mcp-session-id") {
-        Some(sid) if !era::is_stateless(&req, params.as_ref()) => match state.sessions.get(&sid) {
-            Some(s) => {
-                if let Err(v) = era::check_session_header(&req, &s.version) {
-                    return violation(id.as_ref(), v);
+        Some(sid) if !era::is_stateless(&req, params.as_ref()) => {
+            match state.sessions.get_for(&sid, &client_of(&req).name) {
+                Some(s) => {
+                    if let Err(v) = era::check_session_header(&req, &s.version) {
+                        return violation(id.as_ref(), v);
+                    }
+                    Era::Session(s)
                 }
-                Era::Session(s)
+                None => {
+                    return reply(
+                        StatusCode::NOT_FOUND,
+                        rpc_error(
+                            id.as_ref(),
+                            -32001,
+                            "Session not found: initialize again",
+                            None,
+                        ),
+                    );
+                }
             }
-            None => {
-                return reply(
-                    StatusCode::NOT_FOUND,
-                    rpc_error(
-                        id.as_ref(),
-                        -32001,
-                        "Session not found: initialize again",
-                        None,
-                    ),
-                );
-            }
-        },
+        }
         _ if era::is_stateless(&req, params.as_ref()) || method == "server/discover" => {
             // `server/discover` exists only in 2026-07-28, so it carries
             // that era's `_meta` like every other request of it.
@@ -275,7 +281,8 @@ async fn post(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) ->
 /// upstream that asked. 202 either way (a late answer to a request given
 /// up on has nowhere to go).
 fn answer(state: &AppState, req: &HttpRequest, message: &Map<String, Value>) -> HttpResponse {
-    let session = era::header(req, "mcp-session-id").and_then(|sid| state.sessions.get(&sid));
+    let session = era::header(req, "mcp-session-id")
+        .and_then(|sid| state.sessions.get_for(&sid, &client_of(req).name));
     let id = message.get("id").map(|i| match i {
         Value::String(s) => s.clone(),
         other => other.to_string(),
@@ -409,7 +416,12 @@ fn capabilities(session: bool) -> ServerCapabilities {
 const INSTRUCTIONS: &str =
     "mcpvisor fronts several MCP services; every tool they offer is listed here.";
 
-fn initialize(state: &AppState, id: &Value, params: Option<&Value>) -> HttpResponse {
+fn initialize(
+    state: &AppState,
+    req: &HttpRequest,
+    id: &Value,
+    params: Option<&Value>,
+) -> HttpResponse {
     let requested = params
         .and_then(|p| p.get("protocolVersion"))
         .and_then(Value::as_str);
@@ -418,18 +430,19 @@ fn initialize(state: &AppState, id: &Value, params: Option<&Value>) -> HttpRespo
         .and_then(|p| p.get("capabilities"))
         .cloned()
         .unwrap_or_else(|| json!({}));
-    let (sid, _) = match state
-        .sessions
-        .create(version.to_owned(), client_capabilities)
-    {
-        Ok(s) => s,
-        Err(e) => {
-            return reply(
-                StatusCode::SERVICE_UNAVAILABLE,
-                rpc_error(Some(id), -32603, &e.to_string(), None),
-            );
-        }
-    };
+    let (sid, _) =
+        match state
+            .sessions
+            .create(version.to_owned(), client_capabilities, client_of(req).name)
+        {
+            Ok(s) => s,
+            Err(e) => {
+                return reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    rpc_error(Some(id), -32603, &e.to_string(), None),
+                );
+            }
+        };
     let mut result = InitializeResult::new(capabilities(true))
         .with_server_info(server_info())
         .with_instructions(INSTRUCTIONS);
@@ -456,7 +469,15 @@ fn discover() -> Value {
 /// `DELETE /mcp`: ends a legacy session.
 async fn delete(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     match era::header(&req, "mcp-session-id") {
-        Some(sid) if state.sessions.remove(&sid) => HttpResponse::NoContent().finish(),
+        Some(sid)
+            if state
+                .sessions
+                .get_for(&sid, &client_of(&req).name)
+                .is_some()
+                && state.sessions.remove(&sid) =>
+        {
+            HttpResponse::NoContent().finish()
+        }
         Some(_) => reply(
             StatusCode::NOT_FOUND,
             rpc_error(None, -32001, "Session not found", None),

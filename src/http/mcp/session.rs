@@ -23,6 +23,8 @@ use tokio_util::sync::CancellationToken;
 pub struct Session {
     /// Negotiated protocol revision.
     pub version: String,
+    /// The client that opened it: only that client may use it.
+    owner: Arc<str>,
     /// What the client declared it can do (sampling, elicitation, ...).
     pub client_capabilities: Value,
     created: Instant,
@@ -181,6 +183,7 @@ impl Sessions {
         &self,
         version: String,
         client_capabilities: Value,
+        owner: Arc<str>,
     ) -> Result<(String, Arc<Session>), TooManySessions> {
         if self.map.len() >= self.max {
             self.expire();
@@ -191,6 +194,7 @@ impl Sessions {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let session = Arc::new(Session {
             version,
+            owner,
             client_capabilities,
             created: Instant::now(),
             last_seen_ms: AtomicU64::new(0),
@@ -205,6 +209,12 @@ impl Sessions {
     }
 
     /// A live session by id.
+    /// The session `id` if `client` opened it: a session id that leaked
+    /// is worth nothing under another client's token.
+    pub fn get_for(&self, id: &str, client: &str) -> Option<Arc<Session>> {
+        self.get(id).filter(|s| &*s.owner == client)
+    }
+
     pub fn get(&self, id: &str) -> Option<Arc<Session>> {
         let s = self.map.get(id)?.clone();
         if s.idle_for() > self.idle {
@@ -274,18 +284,30 @@ mod tests {
     #[test]
     fn sessions_are_bounded_and_removable() {
         let s = Sessions::new(Duration::from_secs(60), 2);
-        let (a, _) = s.create("2025-11-25".into(), Value::Null).unwrap();
-        let (_b, _) = s.create("2025-06-18".into(), Value::Null).unwrap();
-        assert!(s.create("2025-06-18".into(), Value::Null).is_err());
+        let (a, _) = s
+            .create("2025-11-25".into(), Value::Null, "anonymous".into())
+            .unwrap();
+        let (_b, _) = s
+            .create("2025-06-18".into(), Value::Null, "anonymous".into())
+            .unwrap();
+        assert!(
+            s.create("2025-06-18".into(), Value::Null, "anonymous".into())
+                .is_err()
+        );
         assert!(s.remove(&a));
         assert!(s.get(&a).is_none());
-        assert!(s.create("2025-06-18".into(), Value::Null).is_ok());
+        assert!(
+            s.create("2025-06-18".into(), Value::Null, "anonymous".into())
+                .is_ok()
+        );
     }
 
     #[test]
     fn cancel_reaches_tracked_call_and_untracks_on_drop() {
         let s = Sessions::new(Duration::from_secs(60), 8);
-        let (_, session) = s.create("2025-11-25".into(), Value::Null).unwrap();
+        let (_, session) = s
+            .create("2025-11-25".into(), Value::Null, "anonymous".into())
+            .unwrap();
         let call = session.track("7".into());
         assert!(session.cancel("7"));
         assert!(call.token.is_cancelled());
