@@ -27,7 +27,9 @@ fn call(http: &reqwest::blocking::Client, base: &str) -> Option<String> {
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
         "name": "asana_list_workspaces",
         "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                  "io.modelcontextprotocol/clientCapabilities": {}}}});
+                  "io.modelcontextprotocol/clientCapabilities": {},
+                  // Every call must reach a replica.
+                  "io.mcpvisor/noCache": true}}});
     let v: Value = http
         .post(format!("{base}/mcp"))
         .header("accept", "application/json")

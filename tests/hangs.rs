@@ -47,7 +47,10 @@ fn a_frozen_preferred_replica_costs_no_call_and_no_slow_call() {
                     let started = Instant::now();
                     let r = client
                         .post(format!("{base}/api/mcp/stream"))
-                        .json(&json!({"toolName": "asana_list_workspaces", "arguments": {}}))
+                        .json(
+                            &json!({"toolName": "asana_list_workspaces", "arguments": {},
+                               "streamingOptions": {"noCache": true}}),
+                        )
                         .send()
                         .and_then(|r| r.text());
                     let took = started.elapsed();

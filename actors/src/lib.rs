@@ -4,6 +4,7 @@
 //! The HTTP server lives in the application crate; this crate knows nothing
 //! of HTTP downstream. See `DESIGN.md` of the project for the shape.
 
+pub mod cache;
 pub mod catalog;
 pub mod directory;
 pub mod drill;

@@ -57,6 +57,55 @@ pub struct ToolManifest {
     /// Performance hints.
     #[serde(default)]
     pub performance: Performance,
+    /// How results of this tool are cached (reads), or which cached reads
+    /// a call of it makes stale (writes). Absent: the `[cache]` defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheHint>,
+}
+
+/// A tool's `cache` block: `"off"`, or its rules.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum CacheHint {
+    /// `"off"`: never cached.
+    Off(CacheOff),
+    /// Rules for this tool.
+    Rules(CacheRules),
+}
+
+/// The word `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheOff {
+    Off,
+}
+
+/// How one tool's results are cached.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CacheRules {
+    /// How long a result stays fresh (reads; `0`: not cached).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_ms: Option<u64>,
+    /// Whether a result may be given to every client or only to the one
+    /// that asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<CacheScope>,
+    /// Writes: the read tools whose cached results a call of this tool
+    /// makes stale (empty: every cached result of the service).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub invalidates: Vec<String>,
+}
+
+/// Who may be given a cached result.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheScope {
+    /// Any client allowed to call the tool.
+    #[default]
+    Shared,
+    /// Only the client whose call produced it.
+    PerClient,
 }
 
 /// MCP tool annotations (all hints; absent means the MCP default).

@@ -75,6 +75,14 @@ pub struct HedgeLabels {
     pub winner: &'static str,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct CacheLabels {
+    /// The logical service.
+    pub group: String,
+    /// `hit`, `miss` or `coalesced`.
+    pub outcome: &'static str,
+}
+
 /// Every metric of the daemon.
 pub struct Metrics {
     registry: Registry,
@@ -94,6 +102,10 @@ pub struct Metrics {
     suspected: Family<ServiceLabels, Counter>,
     hedges: Family<HedgeLabels, Counter>,
     quarantined: Family<QuarantineLabels, Counter>,
+    cache_lookups: Family<CacheLabels, Counter>,
+    cache_hit_seconds: Histogram,
+    cache_bytes: Gauge,
+    cache_entries: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -134,6 +146,10 @@ impl Metrics {
             suspected: Family::default(),
             hedges: Family::default(),
             quarantined: Family::default(),
+            cache_lookups: Family::default(),
+            cache_hit_seconds: Histogram::new(exponential_buckets(0.000_01, 2.0, 16)),
+            cache_bytes: Gauge::default(),
+            cache_entries: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -216,7 +232,60 @@ impl Metrics {
             "Calls quarantined for crashing their upstream twice, by the service that crashed last and the tool",
             m.quarantined.clone(),
         );
+        registry.register(
+            "cache_lookups",
+            "Calls of cached tools, by logical service and outcome: served from the cache (hit), sent upstream (miss), or joined to an identical call in flight (coalesced)",
+            m.cache_lookups.clone(),
+        );
+        registry.register(
+            "cache_hit_duration_seconds",
+            "Time to serve a call from the cache",
+            m.cache_hit_seconds.clone(),
+        );
+        registry.register(
+            "cache_bytes",
+            "Bytes of results held in the cache (their JSON size)",
+            m.cache_bytes.clone(),
+        );
+        registry.register(
+            "cache_entries",
+            "Results held in the cache",
+            m.cache_entries.clone(),
+        );
         Self { registry, ..m }
+    }
+
+    /// Records how much the cache holds.
+    pub fn cache_size(&self, bytes: u64, entries: u64) {
+        self.cache_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        self.cache_entries
+            .set(i64::try_from(entries).unwrap_or(i64::MAX));
+    }
+
+    /// Records a call served from the cache.
+    pub fn cache_hit(&self, group: &str, seconds: f64) {
+        self.cache_lookup(group, "hit");
+        self.cache_hit_seconds.observe(seconds);
+    }
+
+    /// Records a cached tool's call sent upstream.
+    pub fn cache_miss(&self, group: &str) {
+        self.cache_lookup(group, "miss");
+    }
+
+    /// Records a call that waited for an identical one in flight.
+    pub fn cache_coalesced(&self, group: &str) {
+        self.cache_lookup(group, "coalesced");
+    }
+
+    fn cache_lookup(&self, group: &str, outcome: &'static str) {
+        self.cache_lookups
+            .get_or_create(&CacheLabels {
+                group: group.to_owned(),
+                outcome,
+            })
+            .inc();
     }
 
     /// Records a call quarantined for crashing `service` twice.

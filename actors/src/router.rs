@@ -22,6 +22,7 @@ use serde_json::Value;
 
 mod attempts;
 
+use crate::cache::{CacheUse, ResultCache};
 use crate::directory::Directory;
 use crate::error::{CallError, ErrorCategory};
 use crate::health::HealthStatus;
@@ -75,6 +76,8 @@ pub struct Execute {
     /// The call's span (`request_id`, `tool`; `service` and `attempt` are
     /// recorded as the call goes): every log line of the call is in it.
     pub span: tracing::Span,
+    /// Whether the result cache may answer, and for whom.
+    pub cache: CacheUse,
 }
 
 /// The span of one call: its request id and tool now, the service and
@@ -103,6 +106,10 @@ pub struct CallOutcome {
     pub elapsed: Duration,
     /// Whether a second replica was asked because the first lingered.
     pub hedged: bool,
+    /// Served from the result cache (no upstream call).
+    pub cached: bool,
+    /// Shared with an identical call that was already in flight.
+    pub coalesced: bool,
 }
 
 /// The router: a plain shared structure, not an actor — it owns no
@@ -118,6 +125,7 @@ struct Tables {
     config: RouterConfig,
     metrics: Arc<Metrics>,
     hedging: Hedging,
+    cache: Arc<ResultCache>,
 }
 
 impl Router {
@@ -127,6 +135,7 @@ impl Router {
         directory: Arc<Directory>,
         config: RouterConfig,
         metrics: Arc<Metrics>,
+        cache: Arc<ResultCache>,
     ) -> Self {
         let hedging = Hedging::new(config.hedge.clone());
         Self(Arc::new(Tables {
@@ -135,7 +144,13 @@ impl Router {
             config,
             metrics,
             hedging,
+            cache,
         }))
+    }
+
+    /// The result cache calls go through.
+    pub fn cache(&self) -> &Arc<ResultCache> {
+        &self.0.cache
     }
 
     /// Runs one call to its outcome, in the call's span. The future owns
@@ -146,14 +161,14 @@ impl Router {
     ) -> impl std::future::Future<Output = Result<CallOutcome, CallError>> + use<> {
         let tables = self.0.clone();
         let span = msg.span.clone();
-        tracing::Instrument::instrument(async move { tables.run(msg).await }, span)
+        tracing::Instrument::instrument(tables.run(msg), span)
     }
 }
 
 impl Tables {
-    async fn run(&self, msg: Execute) -> Result<CallOutcome, CallError> {
+    async fn run(self: Arc<Self>, msg: Execute) -> Result<CallOutcome, CallError> {
         let table = self.registry.snapshot();
-        let entry = table.get(&msg.tool).ok_or_else(|| {
+        let entry = table.get(&msg.tool).cloned().ok_or_else(|| {
             CallError::new(
                 ErrorCategory::NotFound,
                 format!("no tool named `{}`", msg.tool),
@@ -162,10 +177,70 @@ impl Tables {
         if !msg.validated {
             let empty = Value::Object(JsonObject::new());
             match &msg.arguments {
-                Some(a) => check_arguments(entry, &Value::Object(a.clone()))?,
-                None => check_arguments(entry, &empty)?,
+                Some(a) => check_arguments(&entry, &Value::Object(a.clone()))?,
+                None => check_arguments(&entry, &empty)?,
             }
         }
+        // A continuation of an input round, or a call pinned to one
+        // replica, depends on more than the tool and its arguments.
+        let plain = msg.service.is_none()
+            && msg.caller.input_responses.is_none()
+            && msg.caller.request_state.is_none();
+        let policy = if plain {
+            self.cache.policy(&entry)
+        } else {
+            None
+        };
+        let Some(policy) = policy else {
+            let writes = !entry.annotations().read_only_hint.unwrap_or(false);
+            let outcome = self.attempt(&entry, msg).await;
+            if writes && self.cache.enabled() && may_have_run(&outcome) {
+                self.cache.wrote(&entry);
+            }
+            return outcome;
+        };
+        let key = self.cache.key(
+            &entry,
+            policy,
+            msg.arguments.as_ref(),
+            msg.cache.client.clone(),
+        );
+        let started = Instant::now();
+        if !msg.cache.bypass
+            && let Some(hit) = self.cache.lookup(&key)
+        {
+            let seconds = started.elapsed().as_secs_f64();
+            self.metrics.call(
+                &hit.service,
+                entry.tool.name.as_ref(),
+                Ok(hit.result.is_error()),
+                seconds,
+            );
+            return Ok(hit);
+        }
+        let events = msg.events.clone();
+        let tables = self.clone();
+        let shared = entry.clone();
+        self.cache
+            .clone()
+            .run(key, policy, events, !msg.cache.bypass, move |sink| {
+                // The shared call hears no one's questions: it answers
+                // everyone waiting.
+                let msg = Execute {
+                    events: sink,
+                    ..msg
+                };
+                let span = msg.span.clone();
+                tracing::Instrument::instrument(
+                    async move { tables.attempt(&shared, msg).await },
+                    span,
+                )
+            })
+            .await
+    }
+
+    /// Routes the call to a replica and runs it (no cache involved).
+    async fn attempt(&self, entry: &ToolEntry, msg: Execute) -> Result<CallOutcome, CallError> {
         let started = Instant::now();
         let outcome = attempts::execute(
             entry,
@@ -195,6 +270,14 @@ impl Tables {
             }
         }
         outcome
+    }
+}
+
+/// Whether a finished call may have changed something upstream.
+fn may_have_run(outcome: &Result<CallOutcome, CallError>) -> bool {
+    match outcome {
+        Ok(_) => true,
+        Err(e) => e.delivery != crate::error::Delivery::NeverSent,
     }
 }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Actor;
+use mcpvisor_actors::cache::ResultCache;
 use mcpvisor_actors::metrics::Metrics;
 use mcpvisor_actors::process;
 use mcpvisor_actors::supervisor::StopAll;
@@ -82,6 +83,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         directory.clone(),
         config.router_config(),
         metrics.clone(),
+        Arc::new(ResultCache::new(config.cache.clone(), metrics.clone())),
     );
     let guard = guard(&config)?;
     let engine = Engine {

@@ -44,6 +44,9 @@ pub struct Config {
     /// Client authentication and per-client limits.
     #[serde(default)]
     pub auth: crate::auth::AuthConfig,
+    /// The result cache of read-only tools.
+    #[serde(default)]
+    pub cache: mcpvisor_actors::cache::CacheConfig,
     /// Upstream MCP services.
     #[serde(default)]
     pub services: Vec<ServiceSpec>,
@@ -264,6 +267,24 @@ impl Config {
                     "must be between 0 and 1".into(),
                 ));
             }
+        }
+        let cache_line = text
+            .lines()
+            .position(|l| l.trim() == "[cache]")
+            .map_or(0, |i| i + 1);
+        if self.cache.max_entries == 0 {
+            return Err((
+                cache_line,
+                "cache.max_entries".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        if self.cache.max_bytes == 0 {
+            return Err((
+                cache_line,
+                "cache.max_bytes".into(),
+                "must be at least 1".into(),
+            ));
         }
         self.validate_security(text)?;
         let mut names = std::collections::HashSet::new();

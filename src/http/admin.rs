@@ -17,6 +17,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .route("/api/services/{name}/enable", web::post().to(enable))
         .route("/api/services/{name}/disable", web::post().to(disable))
+        .service(
+            web::resource("/api/cache")
+                .route(web::get().to(cache_stats))
+                .route(web::delete().to(cache_clear)),
+        )
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz));
 }
@@ -29,6 +34,18 @@ async fn services(state: web::Data<AppState>) -> HttpResponse {
         "tools": state.registry.snapshot().len(),
         "mcpSessions": state.sessions.len(),
     }))
+}
+
+/// `GET /api/cache`: the result cache's size, bounds and hit figures.
+async fn cache_stats(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(state.router.cache().stats())
+}
+
+/// `DELETE /api/cache` (admin): drops every cached result.
+async fn cache_clear(state: web::Data<AppState>) -> HttpResponse {
+    let cleared = state.router.cache().clear();
+    tracing::info!(cleared, "result cache cleared");
+    HttpResponse::Ok().json(json!({"cleared": cleared}))
 }
 
 /// `GET /healthz`: the process is alive and answering.

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix_web::{HttpRequest, HttpResponse, Responder, web};
 use actix_web_lab::sse;
+use mcpvisor_actors::cache::CacheUse;
 use mcpvisor_actors::manifest::Streaming;
 use mcpvisor_actors::router::{call_span, check_arguments};
 use mcpvisor_actors::stream::split_chunks;
@@ -56,6 +57,8 @@ struct StreamingOptions {
     enable_chunks: bool,
     /// Items per chunk; default from the manifest.
     chunk_size: Option<usize>,
+    /// Go upstream even when the result cache holds an answer.
+    no_cache: bool,
 }
 
 impl Default for StreamingOptions {
@@ -65,6 +68,7 @@ impl Default for StreamingOptions {
             enable_status_updates: true,
             enable_chunks: true,
             chunk_size: None,
+            no_cache: false,
         }
     }
 }
@@ -102,6 +106,7 @@ async fn start_stream(
         )
     })?;
     let client = client_of(req);
+    let client_name = client.name.clone();
     if !client.may_use(&tool_name) {
         return Err(ApiError(
             CallError::new(
@@ -158,6 +163,10 @@ async fn start_stream(
                 },
                 service: None,
                 span,
+                cache: CacheUse {
+                    bypass: options.no_cache,
+                    client: Some(client_name),
+                },
             });
             tokio::pin!(call);
             // Status-mode tools say they are still working while they run.
@@ -221,15 +230,15 @@ async fn start_stream(
             let ok = match outcome {
                 Ok(done) => match done.result {
                     CallReply::Complete(result) => {
-                        out.result(
-                            result,
-                            done.service,
-                            done.attempts,
-                            done.elapsed,
-                            streaming.as_ref(),
-                            &options,
-                        )
-                        .await;
+                        let served = Served {
+                            service: done.service,
+                            attempts: done.attempts,
+                            elapsed: done.elapsed,
+                            cached: done.cached,
+                            coalesced: done.coalesced,
+                        };
+                        out.result(result, &served, streaming.as_ref(), &options)
+                            .await;
                         true
                     }
                     // Only callers that take input_required get one.
@@ -292,9 +301,7 @@ impl Emitter {
     async fn result(
         &mut self,
         result: CallToolResult,
-        service: String,
-        attempts: u32,
-        elapsed: Duration,
+        served: &Served,
         streaming: Option<&Streaming>,
         options: &StreamingOptions,
     ) {
@@ -329,23 +336,55 @@ impl Emitter {
                     items += chunk.len();
                     out_chunk(self, index, total_chunks, chunk).await;
                 }
-                self.send("result", json!({
-                    "service": service, "attempts": attempts, "durationMs": elapsed.as_millis() as u64,
-                    "isError": false, "chunked": {"chunks": total_chunks, "items": items, "pointer": items_pointer},
-                    "structuredContent": rest,
-                }))
-                .await;
+                let mut body = served.fields();
+                body.insert("isError".into(), json!(false));
+                body.insert(
+                    "chunked".into(),
+                    json!({"chunks": total_chunks, "items": items, "pointer": items_pointer}),
+                );
+                body.insert("structuredContent".into(), rest);
+                self.send("result", Value::Object(body)).await;
                 return;
             }
         }
-        self.send(
-            "result",
-            json!({
-                "service": service, "attempts": attempts, "durationMs": elapsed.as_millis() as u64,
-                "isError": is_error, "content": result.content, "structuredContent": structured,
-            }),
-        )
-        .await;
+        let mut body = served.fields();
+        body.insert("isError".into(), json!(is_error));
+        body.insert("content".into(), json!(result.content));
+        body.insert(
+            "structuredContent".into(),
+            structured.unwrap_or(Value::Null),
+        );
+        self.send("result", Value::Object(body)).await;
+    }
+}
+
+/// Where a result came from.
+struct Served {
+    service: String,
+    attempts: u32,
+    elapsed: Duration,
+    cached: bool,
+    coalesced: bool,
+}
+
+impl Served {
+    /// The result event's fields about it: `cached` and `coalesced` only
+    /// when true.
+    fn fields(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("service".into(), json!(self.service));
+        m.insert("attempts".into(), json!(self.attempts));
+        m.insert(
+            "durationMs".into(),
+            json!(u64::try_from(self.elapsed.as_millis()).unwrap_or(u64::MAX)),
+        );
+        if self.cached {
+            m.insert("cached".into(), json!(true));
+        }
+        if self.coalesced {
+            m.insert("coalesced".into(), json!(true));
+        }
+        m
     }
 }
 

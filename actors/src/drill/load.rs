@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use std::sync::Mutex;
 
+use crate::cache::CacheUse;
 use crate::router::{Execute, Router};
 use crate::service::Caller;
 use crate::stream::EventSink;
@@ -84,6 +85,11 @@ impl Load {
                                 caller: Caller::default(),
                                 service: None,
                                 span: tracing::info_span!("drill_call"),
+                                // Every call must reach a replica to prove it.
+                                cache: CacheUse {
+                                    bypass: true,
+                                    client: None,
+                                },
                             })
                             .await;
                         let finished = Instant::now();

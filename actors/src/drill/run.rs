@@ -12,6 +12,7 @@ use super::report::{
     AlertSummary, BeforeAfter, Calls, Check, DrillReport, Latencies, Thresholds, Timings,
 };
 use super::{DrillError, DrillEvent, DrillKind, DrillRequest, DrillTarget};
+use crate::cache::CacheUse;
 use crate::error::ErrorCategory;
 use crate::health::alerts::Severity;
 use crate::health::{GetAlerts, now_ms};
@@ -504,6 +505,10 @@ pub(super) async fn run(
                     caller: Caller::default(),
                     service: None,
                     span: tracing::info_span!("drill_poison"),
+                    cache: CacheUse {
+                        bypass: true,
+                        client: None,
+                    },
                 })
                 .await;
             let category = outcome.as_ref().err().map(|e| e.category);

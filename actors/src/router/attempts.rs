@@ -621,6 +621,8 @@ pub(crate) async fn execute(
                     attempts,
                     elapsed: started.elapsed(),
                     hedged,
+                    cached: false,
+                    coalesced: false,
                 });
             }
             Err(e) => {

@@ -13,6 +13,7 @@ use actix_web::{HttpRequest, HttpResponse, Responder, web};
 use actix_web_lab::sse;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use mcpvisor_actors::cache::CacheUse;
 use mcpvisor_actors::router::{call_span, check_arguments};
 use mcpvisor_actors::stream::ClientAsk;
 use mcpvisor_actors::{
@@ -25,6 +26,13 @@ use super::super::AppState;
 use super::relay::log_severity;
 use super::session::Session;
 use super::{Era, era, reply, rpc_error, rpc_result};
+
+/// The `_meta` key of a `tools/call` that asks to skip the result cache.
+pub const META_NO_CACHE: &str = "io.mcpvisor/noCache";
+/// The `_meta` key of a result served from the cache.
+const META_CACHED: &str = "io.mcpvisor/cached";
+/// The `_meta` key of a result shared with an identical call in flight.
+const META_COALESCED: &str = "io.mcpvisor/coalesced";
 
 /// Text form of a JSON-RPC id, as sessions key in-flight calls.
 pub fn request_key(id: &Value) -> String {
@@ -128,6 +136,13 @@ pub async fn tools_call(
         None => (sink, None),
     };
     let span = call_span(&super::super::guard::request_id_of(&req), &name);
+    let cache = CacheUse {
+        bypass: meta
+            .and_then(|m| m.get(META_NO_CACHE))
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        client: Some(client.name.clone()),
+    };
     let call = state.router.execute(Execute {
         tool: name,
         arguments,
@@ -136,6 +151,7 @@ pub async fn tools_call(
         caller,
         service: pinned,
         span,
+        cache,
     });
 
     let cancel = tracked.as_ref().map(|t| t.token.clone());
@@ -453,13 +469,34 @@ fn render(outcome: Outcome) -> Value {
         }
         Ok(CallOutcome {
             result: CallReply::Complete(result),
+            cached,
+            coalesced,
             ..
-        }) => serde_json::to_value(&result).unwrap_or_else(|e| {
-            error_result(&CallError::new(
-                ErrorCategory::Internal,
-                format!("unserialisable result: {e}"),
-            ))
-        }),
+        }) => {
+            let mut v = serde_json::to_value(&result).unwrap_or_else(|e| {
+                error_result(&CallError::new(
+                    ErrorCategory::Internal,
+                    format!("unserialisable result: {e}"),
+                ))
+            });
+            // Where the answer came from, when not from a call of its own.
+            let from = if cached {
+                Some(META_CACHED)
+            } else if coalesced {
+                Some(META_COALESCED)
+            } else {
+                None
+            };
+            if let (Some(key), Some(result)) = (from, v.as_object_mut()) {
+                let meta = result
+                    .entry("_meta")
+                    .or_insert_with(|| Value::Object(serde_json::Map::new()));
+                if let Some(meta) = meta.as_object_mut() {
+                    meta.insert(key.to_owned(), Value::Bool(true));
+                }
+            }
+            v
+        }
         Err(e) => error_result(&e),
     }
 }
