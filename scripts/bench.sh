@@ -4,6 +4,9 @@
 #   direct      the simulator's own Streamable HTTP server (the limit)
 #   stdio       mcpvisor with the simulator as a stdio child
 #   http        mcpvisor with the simulator over Streamable HTTP
+#   cached      `stdio` with the result cache on: every call after the first a hit
+#   bypass      the same daemon, every call asking to go around the cache
+#               (the uncached path's cost with the cache on)
 # each as a 2025 session and as 2026-07-28 stateless clients, at c=1, 16
 # and 64. CPU per call counts the serving process only (mcpvisor, or the
 # simulator for `direct`), from /proc. The upstream answers at once
@@ -54,12 +57,14 @@ SIM_PORT=$(free_port)
 wait_port "$SIM_PORT"
 
 start_mcpvisor() {
-  local name=$1 transport=$2 port
+  local name=$1 transport=$2 cache=${3:-false} port
   port=$(free_port)
   if [[ $transport == stdio ]]; then
     cat > "$WORK/$name.toml" <<EOT
 [server]
 listen = "127.0.0.1:$port"
+[cache]
+enabled = $cache
 [[services]]
 name = "asana"
 transport = "stdio"
@@ -89,6 +94,7 @@ EOT
 }
 start_mcpvisor stdio stdio
 start_mcpvisor http http
+start_mcpvisor cached stdio true
 
 ROWS=()
 run() {
@@ -97,10 +103,13 @@ run() {
     direct) port=$SIM_PORT; pid=$SIM_PID ;;
     stdio) port=$stdio_PORT; pid=$stdio_PID ;;
     http) port=$http_PORT; pid=$http_PID ;;
+    cached|bypass) port=$cached_PORT; pid=$cached_PID ;;
   esac
+  local nocache=""
+  [[ $target == bypass ]] && nocache=1
   [[ $era == 2025 ]] && sid=$(session "http://127.0.0.1:$port/mcp")
   before=$(cpu_ticks "$pid")
-  out=$(SESSION="$sid" wrk -t "$(( c < 2 ? 1 : 2 ))" -c "$c" -d "$DURATION" -s "$LUA" "http://127.0.0.1:$port/mcp" | grep '^RESULT')
+  out=$(SESSION="$sid" NOCACHE="$nocache" wrk -t "$(( c < 2 ? 1 : 2 ))" -c "$c" -d "$DURATION" -s "$LUA" "http://127.0.0.1:$port/mcp" | grep '^RESULT')
   after=$(cpu_ticks "$pid")
   local req secs errs p50 p99 p999
   req=$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$out"); secs=$(sed -E 's/.*seconds=([0-9.]+).*/\1/' <<<"$out")
@@ -116,7 +125,7 @@ run() {
 
 for c in 1 16 64; do
   for era in 2025 2026; do
-    for target in direct stdio http; do
+    for target in direct stdio http cached bypass; do
       run "$target" "$era" "$c"
     done
   done
@@ -129,7 +138,9 @@ done
   echo "on $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr), $(date -u +%Y-%m-%d)."
   echo "Every row is \`tools/call asana_list_workspaces\` with unique ids against the simulator answering"
   echo "at once; \`direct\` is the simulator's own HTTP server, \`stdio\` and \`http\` are mcpvisor in front"
-  echo "of it. Latencies in µs; CPU is the serving process's user + system time per call."
+  echo "of it; \`cached\` is \`stdio\` with the result cache on (every call after the first a hit), \`bypass\`"
+  echo "the same daemon with every call asking to go around the cache. Latencies in µs; CPU is the serving"
+  echo "process's user + system time per call."
   echo
   echo "| target | era | clients | req/s | p50 | p99 | p99.9 | CPU ms/call | errors |"
   echo "|---|---|---|---|---|---|---|---|---|"

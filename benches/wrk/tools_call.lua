@@ -2,6 +2,8 @@
 -- per request, as a 2025 session (SESSION set) or a 2026-07-28 stateless
 -- client (no SESSION). Prints p50/p99/p999 in microseconds at the end.
 local session = os.getenv("SESSION") or ""
+-- NOCACHE set: every call asks to go around mcpvisor's result cache.
+local nocache = (os.getenv("NOCACHE") or "") ~= ""
 local threads = {}
 local counter = 0
 local tid = 0
@@ -26,14 +28,19 @@ request = function()
   if session ~= "" then
     headers["Mcp-Session-Id"] = session
     headers["Mcp-Protocol-Version"] = "2025-06-18"
-    params = '{"name":"asana_list_workspaces","arguments":{}}'
+    if nocache then
+      params = '{"name":"asana_list_workspaces","arguments":{},"_meta":{"io.mcpvisor/noCache":true}}'
+    else
+      params = '{"name":"asana_list_workspaces","arguments":{}}'
+    end
   else
     headers["Mcp-Protocol-Version"] = "2026-07-28"
     headers["Mcp-Method"] = "tools/call"
     headers["Mcp-Name"] = "asana_list_workspaces"
     params = '{"name":"asana_list_workspaces","arguments":{},"_meta":{' ..
       '"io.modelcontextprotocol/protocolVersion":"2026-07-28",' ..
-      '"io.modelcontextprotocol/clientCapabilities":{}}}'
+      '"io.modelcontextprotocol/clientCapabilities":{}' ..
+      (nocache and ',"io.mcpvisor/noCache":true' or '') .. '}}'
   end
   local body = '{"jsonrpc":"2.0","id":' .. id .. ',"method":"tools/call","params":' .. params .. '}'
   return wrk.format("POST", wrk.path, headers, body)

@@ -3,6 +3,7 @@
 //! message to the router, and the call's events are rendered as they come.
 
 mod admin;
+mod batch;
 mod drills;
 mod errors;
 pub mod guard;
@@ -112,6 +113,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: &AppState) {
         .app_data(web::PayloadConfig::new(state.server.max_body_bytes))
         .configure(mcp::routes)
         .configure(stream_api::routes)
+        .configure(batch::routes)
         .configure(health::routes)
         .configure(admin::routes)
         .configure(drills::routes)

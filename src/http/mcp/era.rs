@@ -1,8 +1,8 @@
 //! Which protocol era a request belongs to, and the rules each era's
 //! Streamable HTTP transport imposes on headers.
 
-use actix_web::HttpRequest;
 use actix_web::http::StatusCode;
+use actix_web::{HttpMessage, HttpRequest};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
@@ -194,8 +194,14 @@ fn decode(v: &str) -> Option<String> {
 
 /// Whether the client accepts an SSE response.
 pub fn accepts_sse(req: &HttpRequest) -> bool {
-    header(req, "accept").is_some_and(|a| a.contains("text/event-stream"))
+    req.extensions().get::<JsonOnly>().is_none()
+        && header(req, "accept").is_some_and(|a| a.contains("text/event-stream"))
 }
+
+/// Marks a request whose answers must be JSON, never a stream (the
+/// messages of a JSON-RPC batch).
+#[derive(Debug, Clone, Copy)]
+pub struct JsonOnly;
 
 #[cfg(test)]
 mod tests {

@@ -15,7 +15,7 @@ mod relay;
 mod session;
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use mcpvisor_actors::stream::AskError;
 use rmcp::model::{Implementation, InitializeResult, ServerCapabilities};
 use serde_json::{Map, Value, json};
@@ -120,8 +120,96 @@ impl Era {
     }
 }
 
-/// `POST /mcp`: one JSON-RPC message.
+/// The revision whose sessions may send JSON-RPC batches (later ones
+/// removed them).
+const BATCH_ERA: &str = "2025-03-26";
+
+/// `POST /mcp`: a JSON-RPC message, or a batch of them from a session of
+/// the revision that has batches.
 async fn post(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return batch(state, req, body).await;
+    }
+    post_one(state, req, body).await
+}
+
+/// A JSON-RPC batch: each message handled as if sent alone, the answers to
+/// its requests gathered into one JSON array (notifications and responses
+/// get none; a batch of only those is a 202).
+async fn batch(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    let refuse = |message: &str| {
+        reply(
+            StatusCode::BAD_REQUEST,
+            rpc_error(None, -32600, &format!("Invalid Request: {message}"), None),
+        )
+    };
+    let session = era::header(&req, "mcp-session-id")
+        .and_then(|sid| state.sessions.get_for(&sid, &client_of(&req).name));
+    if session.is_none_or(|s| s.version != BATCH_ERA) {
+        return refuse("batches are not supported (only sessions of 2025-03-26 may send them)");
+    }
+    let messages: Vec<&serde_json::value::RawValue> = match serde_json::from_slice(&body) {
+        Ok(m) => m,
+        Err(e) => {
+            return reply(
+                StatusCode::BAD_REQUEST,
+                rpc_error(None, -32700, &format!("Parse error: {e}"), None),
+            );
+        }
+    };
+    if messages.is_empty() {
+        return refuse("an empty batch");
+    }
+    // Answers go in the array, never on streams of their own.
+    req.extensions_mut().insert(era::JsonOnly);
+    let answers = futures::future::join_all(messages.into_iter().map(|m| {
+        let bytes = web::Bytes::copy_from_slice(m.get().as_bytes());
+        let initialize = serde_json::from_slice::<Value>(&bytes)
+            .ok()
+            .is_some_and(|v| v.get("method").and_then(Value::as_str) == Some("initialize"));
+        let (state, req) = (state.clone(), req.clone());
+        async move {
+            if initialize {
+                let e = rpc_error(
+                    None,
+                    -32600,
+                    "Invalid Request: initialize cannot be part of a batch",
+                    None,
+                );
+                return Some(web::Bytes::from(wire(&e)));
+            }
+            let response = post_one(state, req, bytes).await;
+            if response.status() == StatusCode::ACCEPTED {
+                return None;
+            }
+            // Kept as written: exact ids stay exact.
+            actix_web::body::to_bytes(response.into_body())
+                .await
+                .ok()
+                .filter(|b| !b.is_empty())
+        }
+    }))
+    .await;
+    let answers: Vec<web::Bytes> = answers.into_iter().flatten().collect();
+    if answers.is_empty() {
+        return HttpResponse::Accepted().finish();
+    }
+    let mut out = Vec::with_capacity(answers.iter().map(|a| a.len() + 1).sum::<usize>() + 2);
+    out.push(b'[');
+    for (i, a) in answers.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(a);
+    }
+    out.push(b']');
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(out)
+}
+
+/// `POST /mcp`: one JSON-RPC message.
+async fn post_one(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
     let message: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => {
