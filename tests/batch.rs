@@ -112,7 +112,10 @@ fn concurrency_is_bounded_and_stop_on_error_skips_the_rest() {
     let calls: Vec<Value> = (0..6)
         .map(|i| get_task(&format!("t{i}"), "1200000000000100"))
         .collect();
-    let (status, events, text) = batch(&d, json!({"calls": calls, "concurrency": 2}));
+    let (status, events, text) = batch(
+        &d,
+        json!({"calls": calls, "concurrency": 2, "noMerge": true}),
+    );
     assert_eq!(status, 200, "{text}");
     let done = events.last().expect("events");
     assert_eq!(done.data["succeeded"], 6, "{text}");
@@ -276,4 +279,111 @@ fn a_2025_03_26_session_may_send_json_rpc_batches_and_later_ones_may_not() {
     );
     assert_eq!(status, 400, "{text}");
     assert!(text.contains("batches are not supported"), "{text}");
+}
+
+/// Tool calls the simulator behind `web` has received.
+fn upstream_calls(d: &Daemon) -> u64 {
+    let url = d.service("web")["endpoint"]
+        .as_str()
+        .expect("endpoint")
+        .replace("/mcp", "/sim/stats");
+    let stats: Value = client()
+        .get(url)
+        .send()
+        .and_then(|r| r.json())
+        .expect("sim stats");
+    stats["calls"].as_u64().expect("calls")
+}
+
+/// Gids of tasks in the seeded project.
+fn task_gids(d: &Daemon, n: usize) -> Vec<String> {
+    let text = client()
+        .post(d.url("/api/mcp/stream"))
+        .json(&json!({"toolName": "asana_get_tasks_for_project",
+                      "arguments": {"project_id": common::PROJECT},
+                      "streamingOptions": {"enableChunks": false}}))
+        .send()
+        .and_then(|r| r.text())
+        .expect("list tasks");
+    let result = parse_sse(&text)
+        .into_iter()
+        .find(|e| e.event == "result")
+        .unwrap_or_else(|| panic!("no result: {text}"));
+    let gids: Vec<String> = result.data["structuredContent"]["data"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| t["gid"].as_str().map(str::to_owned))
+                .take(n)
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(gids.len(), n, "{text}");
+    gids
+}
+
+fn task_of(result: &Value) -> Value {
+    let text = result["content"][0]["text"].as_str().unwrap_or("{}");
+    serde_json::from_str::<Value>(text).unwrap_or(Value::Null)["data"].clone()
+}
+
+#[test]
+fn single_task_reads_fold_into_one_multi_get_and_a_bad_one_fails_alone() {
+    let d = Daemon::start(&config(0));
+    let gids = task_gids(&d, 3);
+    let before = upstream_calls(&d);
+    let calls: Vec<Value> = gids
+        .iter()
+        .enumerate()
+        .map(|(i, g)| get_task(&format!("t{i}"), g))
+        .collect();
+    let (status, events, text) = batch(&d, json!({"calls": calls}));
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(upstream_calls(&d), before + 1, "one multi-get call: {text}");
+    let by_id = outcomes(&events);
+    for (i, g) in gids.iter().enumerate() {
+        let r = &by_id[&format!("t{i}")];
+        assert_eq!(r.event, "result", "{text}");
+        assert_eq!(task_of(&r.data)["gid"], g.as_str(), "{text}");
+        assert_eq!(r.data["merged"]["into"], "asana_get_multiple_tasks_by_gid");
+        assert_eq!(r.data["merged"]["calls"], 3);
+    }
+
+    // An unknown task sinks the multi-get: each call is then made alone,
+    // and only the bad one fails.
+    let before = upstream_calls(&d);
+    let mut calls: Vec<Value> = gids
+        .iter()
+        .take(2)
+        .enumerate()
+        .map(|(i, g)| get_task(&format!("t{i}"), g))
+        .collect();
+    calls.push(get_task("missing", "1299999999999999"));
+    let (_, events, text) = batch(&d, json!({"calls": calls}));
+    let by_id = outcomes(&events);
+    assert_eq!(
+        task_of(&by_id["t0"].data)["gid"],
+        gids[0].as_str(),
+        "{text}"
+    );
+    assert_eq!(
+        task_of(&by_id["t1"].data)["gid"],
+        gids[1].as_str(),
+        "{text}"
+    );
+    assert_eq!(by_id["missing"].data["isError"], true, "{text}");
+    assert_eq!(upstream_calls(&d), before + 4, "{text}");
+    let done = events.last().expect("events");
+    assert_eq!(done.data["succeeded"], 2, "{text}");
+    assert_eq!(done.data["failed"], 1, "{text}");
+
+    // Asked not to, it does not fold.
+    let before = upstream_calls(&d);
+    let calls: Vec<Value> = gids
+        .iter()
+        .enumerate()
+        .map(|(i, g)| get_task(&format!("t{i}"), g))
+        .collect();
+    batch(&d, json!({"calls": calls, "noMerge": true}));
+    assert_eq!(upstream_calls(&d), before + 3);
 }

@@ -365,14 +365,12 @@ impl ResultCache {
     /// Runs the call behind `key` once for everyone asking at the same
     /// time: `run` starts it (on its own task) unless an identical call is
     /// already in flight. `events` is this caller's sink; it hears the
-    /// shared call's progress. `store` says whether the outcome may be
-    /// kept (a bypassing caller's is not).
+    /// shared call's progress.
     pub async fn run<F>(
         self: &Arc<Self>,
         key: Arc<Key>,
         policy: Policy,
         events: EventSink,
-        store: bool,
         run: impl FnOnce(EventSink) -> F,
     ) -> Result<CallOutcome, CallError>
     where
@@ -420,7 +418,7 @@ impl ResultCache {
             let key = key.clone();
             tokio::spawn(async move {
                 let result = relay(&flight, rx, call).await;
-                cache.land(&key, &flight, policy, store, &result);
+                cache.land(&key, &flight, policy, &result);
                 flight.outcome.send_replace(Some(result));
             });
         } else {
@@ -457,7 +455,6 @@ impl ResultCache {
         key: &Arc<Key>,
         flight: &Arc<Flight>,
         policy: Policy,
-        store: bool,
         result: &Result<CallOutcome, CallError>,
     ) {
         let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
@@ -468,7 +465,7 @@ impl ResultCache {
         let CallReply::Complete(r) = &done.result else {
             return;
         };
-        if !store || r.is_error == Some(true) || flight.epochs != self.epochs_of(key) {
+        if r.is_error == Some(true) || flight.epochs != self.epochs_of(key) {
             return;
         }
         let bytes = serde_json::to_vec(r).map_or(0, |v| v.len() as u64);

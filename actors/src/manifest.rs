@@ -61,6 +61,31 @@ pub struct ToolManifest {
     /// a call of it makes stale (writes). Absent: the `[cache]` defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<CacheHint>,
+    /// How calls of this single-item read fold into one multi-get call
+    /// when they come in one batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<MultiGet>,
+}
+
+/// A single-item read's multi-get: `asana_get_task {task_id}` calls of one
+/// batch become one `asana_get_multiple_tasks_by_gid {task_ids}` call, its
+/// items handed back one per call.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MultiGet {
+    /// The multi-get tool.
+    pub into: String,
+    /// This tool's argument naming the item (a string).
+    pub argument: String,
+    /// The multi-get's argument taking the list of them.
+    pub list_argument: String,
+    /// Where the multi-get's result holds the items (a JSON pointer); one
+    /// call's result is the multi-get's with the list replaced by its item.
+    pub items_pointer: String,
+    /// The field of an item that holds its id.
+    pub item_key: String,
+    /// Most items one multi-get call takes.
+    pub max_items: usize,
 }
 
 /// A tool's `cache` block: `"off"`, or its rules.

@@ -186,7 +186,9 @@ impl Tables {
         let plain = msg.service.is_none()
             && msg.caller.input_responses.is_none()
             && msg.caller.request_state.is_none();
-        let policy = if plain {
+        // A bypassing call goes upstream itself: no lookup, no store, and
+        // no sharing of an identical call already in flight.
+        let policy = if plain && !msg.cache.bypass {
             self.cache.policy(&entry)
         } else {
             None
@@ -206,9 +208,7 @@ impl Tables {
             msg.cache.client.clone(),
         );
         let started = Instant::now();
-        if !msg.cache.bypass
-            && let Some(hit) = self.cache.lookup(&key)
-        {
+        if let Some(hit) = self.cache.lookup(&key) {
             let seconds = started.elapsed().as_secs_f64();
             self.metrics.call(
                 &hit.service,
@@ -223,7 +223,7 @@ impl Tables {
         let shared = entry.clone();
         self.cache
             .clone()
-            .run(key, policy, events, !msg.cache.bypass, move |sink| {
+            .run(key, policy, events, move |sink| {
                 // The shared call hears no one's questions: it answers
                 // everyone waiting.
                 let msg = Execute {

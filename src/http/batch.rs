@@ -10,6 +10,13 @@
 //! run at once, and at most `perServiceConcurrency` on one logical service.
 //! With `stopOnError`, calls not yet started after a failure are skipped.
 //! Closing the connection cancels what is still running.
+//!
+//! Single-item reads whose manifest names a multi-get (`batch`: e.g.
+//! `asana_get_task` into `asana_get_multiple_tasks_by_gid`) are folded:
+//! calls of one such tool with the same other arguments become one
+//! multi-get call, and its items are handed back one per call. If that
+//! call fails or leaves an item out, the calls concerned are made on their
+//! own, so a bad item fails alone (`noMerge` turns folding off).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -20,6 +27,7 @@ use actix_web::{HttpRequest, HttpResponse, Responder, web};
 use actix_web_lab::sse;
 use futures::StreamExt;
 use mcpvisor_actors::cache::CacheUse;
+use mcpvisor_actors::manifest::MultiGet;
 use mcpvisor_actors::router::{call_span, check_arguments};
 use mcpvisor_actors::{
     CallError, CallReply, Caller, ErrorCategory, EventSink, Execute, Router, StreamEvent,
@@ -58,6 +66,9 @@ struct BatchRequest {
     /// Go around the result cache for every call.
     #[serde(default)]
     no_cache: bool,
+    /// Never fold single-item reads into a multi-get.
+    #[serde(default)]
+    no_merge: bool,
 }
 
 /// One call of a batch.
@@ -121,6 +132,114 @@ struct Prepared {
     group: Option<String>,
     arguments: Option<Map<String, Value>>,
     refused: Option<CallError>,
+    /// The multi-get it may fold into.
+    multi: Option<MultiGet>,
+}
+
+/// What the batch runs: a call, or single-item reads folded into one
+/// multi-get call.
+enum Unit {
+    One(Prepared),
+    Merged(Merged),
+}
+
+/// Calls of one single-item read, same arguments but the item, to be made
+/// as one multi-get call.
+struct Merged {
+    rule: MultiGet,
+    group: Option<String>,
+    /// The multi-get's arguments.
+    arguments: Map<String, Value>,
+    members: Vec<Prepared>,
+}
+
+/// Folds calls that name a multi-get (and may use it) into merged units
+/// of at most its `maxItems`; the rest stay single.
+fn fold(prepared: Vec<Prepared>) -> Vec<Unit> {
+    let mut units = Vec::new();
+    let mut groups: Vec<(String, Vec<Prepared>)> = Vec::new();
+    for p in prepared {
+        let item = p
+            .multi
+            .as_ref()
+            .filter(|_| p.refused.is_none())
+            .and_then(|m| p.arguments.as_ref()?.get(&m.argument)?.as_str().map(|_| m));
+        let Some(rule) = item else {
+            units.push(Unit::One(p));
+            continue;
+        };
+        // Same tool, same arguments but the item.
+        let mut rest = p.arguments.clone().unwrap_or_default();
+        rest.remove(&rule.argument);
+        let key = format!("{}\0{}", p.tool, canonical(&Value::Object(rest)));
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, members)) => members.push(p),
+            None => groups.push((key, vec![p])),
+        }
+    }
+    for (_, members) in groups {
+        if members.len() < 2 {
+            units.extend(members.into_iter().map(Unit::One));
+            continue;
+        }
+        let Some(rule) = members[0].multi.clone() else {
+            continue;
+        };
+        let mut members = members.into_iter().peekable();
+        while members.peek().is_some() {
+            let chunk: Vec<Prepared> = members.by_ref().take(rule.max_items.max(1)).collect();
+            if chunk.len() < 2 {
+                units.extend(chunk.into_iter().map(Unit::One));
+                continue;
+            }
+            let mut arguments = chunk[0].arguments.clone().unwrap_or_default();
+            arguments.remove(&rule.argument);
+            let items: Vec<Value> = chunk
+                .iter()
+                .filter_map(|p| p.arguments.as_ref()?.get(&rule.argument).cloned())
+                .collect();
+            arguments.insert(rule.list_argument.clone(), Value::Array(items));
+            units.push(Unit::Merged(Merged {
+                rule: rule.clone(),
+                group: chunk[0].group.clone(),
+                arguments,
+                members: chunk,
+            }));
+        }
+    }
+    units
+}
+
+/// `v` as JSON with object keys sorted: equal for equal arguments.
+fn canonical(v: &Value) -> String {
+    match v {
+        Value::Object(o) => {
+            let mut keys: Vec<&String> = o.keys().collect();
+            keys.sort_unstable();
+            let parts: Vec<String> = keys
+                .into_iter()
+                .map(|k| format!("{}:{}", Value::String(k.clone()), canonical(&o[k])))
+                .collect();
+            format!("{{{}}}", parts.join(","))
+        }
+        Value::Array(a) => format!(
+            "[{}]",
+            a.iter().map(canonical).collect::<Vec<_>>().join(",")
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// The JSON a result carries: its structured content, else its first
+/// text block parsed.
+fn result_json(result: &rmcp::model::CallToolResult) -> Option<Value> {
+    result.structured_content.clone().or_else(|| {
+        result
+            .content
+            .first()
+            .and_then(|c| c.as_text())
+            .and_then(|t| serde_json::from_str(&t.text).ok())
+    })
 }
 
 /// How a batch call ended.
@@ -206,12 +325,22 @@ fn start(
         let Value::Object(arguments) = arguments else {
             unreachable!("built as an object above")
         };
+        // A multi-get of the same logical service the client may use.
+        let multi = entry
+            .and_then(|e| e.manifest.as_ref()?.batch.clone().map(|m| (e, m)))
+            .filter(|(e, m)| {
+                table
+                    .get(&m.into)
+                    .is_some_and(|into| into.group == e.group && client.may_use(&m.into))
+            })
+            .map(|(_, m)| m);
         prepared.push(Prepared {
             id,
             tool: call.tool_name,
             group: entry.map(|e| e.group.clone()),
             arguments: (!arguments.is_empty()).then_some(arguments),
             refused,
+            multi,
         });
     }
 
@@ -230,6 +359,8 @@ fn start(
             client: Some(client.name.clone()),
         },
         stop_on_error: body.stop_on_error,
+        no_merge: body.no_merge,
+        per_service,
         failed: Arc::new(AtomicBool::new(false)),
         services: prepared
             .iter()
@@ -252,11 +383,19 @@ fn start(
                        "perServiceConcurrency": per_service}),
             )
             .await;
-        let ended: Vec<Ended> = futures::stream::iter(prepared)
-            .map(|p| run.one(p))
+        let units = if run.no_merge {
+            prepared.into_iter().map(Unit::One).collect()
+        } else {
+            fold(prepared)
+        };
+        let ended: Vec<Ended> = futures::stream::iter(units)
+            .map(|u| run.unit(u))
             .buffer_unordered(concurrency)
-            .collect()
-            .await;
+            .collect::<Vec<Vec<Ended>>>()
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
         let count = |k: Ended| ended.iter().filter(|e| **e == k).count();
         run.out
             .send(
@@ -288,6 +427,9 @@ struct Run {
     buffer: usize,
     cache: CacheUse,
     stop_on_error: bool,
+    /// Run every call on its own, multi-gets or not.
+    no_merge: bool,
+    per_service: usize,
     failed: Arc<AtomicBool>,
     /// A permit pool per logical service.
     services: HashMap<String, Arc<Semaphore>>,
@@ -295,6 +437,126 @@ struct Run {
 }
 
 impl Run {
+    async fn unit(&self, unit: Unit) -> Vec<Ended> {
+        match unit {
+            Unit::One(p) => vec![self.one(p).await],
+            Unit::Merged(m) => self.merged(m).await,
+        }
+    }
+
+    /// One multi-get call for several single-item reads, its items handed
+    /// back one per call. If it fails, or leaves an item out, those calls
+    /// are made on their own: a bad item fails alone.
+    async fn merged(&self, m: Merged) -> Vec<Ended> {
+        let Merged {
+            rule,
+            group,
+            arguments,
+            members,
+        } = m;
+        if self.stop_on_error && self.failed.load(Ordering::Acquire) {
+            return self.singly(members).await;
+        }
+        let n = members.len();
+        for p in &members {
+            self.out
+                .send(
+                    "status",
+                    tagged(
+                        &p.id,
+                        json!({"stage": "merged", "message": format!(
+                            "fetched with {} other call(s) in one call of `{}`", n - 1, rule.into)}),
+                    ),
+                )
+                .await;
+        }
+        let permit = match group.as_ref().and_then(|g| self.services.get(g)) {
+            Some(s) => s.clone().acquire_owned().await.ok(),
+            None => None,
+        };
+        let (sink, _events) = EventSink::channel(self.buffer);
+        let span = call_span(&format!("{}/merged", self.request_id), &rule.into);
+        let call = self.router.execute(Execute {
+            tool: rule.into.clone(),
+            arguments: Some(arguments),
+            validated: false,
+            events: sink,
+            caller: Caller {
+                capabilities: Some(json!({})),
+                ..Caller::default()
+            },
+            service: None,
+            span,
+            cache: self.cache.clone(),
+        });
+        let outcome = tokio::select! {
+            o = call => o,
+            () = self.out.tx.closed() => return vec![Ended::Skipped; n],
+        };
+        drop(permit);
+        let done = match outcome {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::debug!(tool = %rule.into, error = %e, "multi-get failed; calling one by one");
+                return self.singly(members).await;
+            }
+        };
+        let CallReply::Complete(result) = &done.result else {
+            return self.singly(members).await;
+        };
+        let whole = result_json(result).filter(|_| result.is_error != Some(true));
+        let Some(whole) = whole else {
+            return self.singly(members).await;
+        };
+        let items: Vec<Value> = whole
+            .pointer(&rule.items_pointer)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let mut ended = Vec::with_capacity(n);
+        let mut missing = Vec::new();
+        for p in members {
+            let want = p
+                .arguments
+                .as_ref()
+                .and_then(|a| a.get(&rule.argument))
+                .cloned();
+            let item = items
+                .iter()
+                .find(|i| want.is_some() && i.get(&rule.item_key) == want.as_ref());
+            let Some(item) = item else {
+                missing.push(p);
+                continue;
+            };
+            let mut single = whole.clone();
+            if let Some(slot) = single.pointer_mut(&rule.items_pointer) {
+                *slot = item.clone();
+            }
+            let body = json!({
+                "service": done.service,
+                "attempts": done.attempts,
+                "durationMs": u64::try_from(done.elapsed.as_millis()).unwrap_or(u64::MAX),
+                "isError": false,
+                "content": [{"type": "text", "text": single.to_string()}],
+                "structuredContent": single,
+                "merged": {"into": rule.into, "calls": n},
+            });
+            self.out.send("result", tagged(&p.id, body)).await;
+            ended.push(Ended::Ok);
+        }
+        ended.extend(self.singly(missing).await);
+        ended
+    }
+
+    /// Calls made one by one (within the per-service bound).
+    async fn singly(&self, calls: Vec<Prepared>) -> Vec<Ended> {
+        futures::stream::iter(calls)
+            .map(|p| self.one(p))
+            .buffer_unordered(self.per_service)
+            .collect()
+            .await
+    }
+
     async fn one(&self, p: Prepared) -> Ended {
         let id = p.id;
         if self.out.closed() {
