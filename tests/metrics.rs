@@ -118,3 +118,27 @@ fn metrics_parse_as_prometheus_text_and_count_what_happened() {
         .unwrap();
     assert_eq!(json_ok["value"], 3.0);
 }
+
+#[test]
+fn metrics_carry_the_process_series_and_each_services_processes() {
+    let d = Daemon::start(&two_replicas(&[], &[]));
+    let scrape = scrape(&d);
+    let rss = find(&scrape, "process_resident_memory_bytes", &[]).expect("resident memory");
+    assert!(value(rss) > 1_000_000.0, "{rss:?}");
+    let fds = find(&scrape, "process_open_fds", &[]).expect("open fds");
+    assert!(value(fds) >= 3.0);
+    let threads = find(&scrape, "process_threads", &[]).expect("threads");
+    assert!(value(threads) >= 2.0);
+    assert!(find(&scrape, "process_cpu_seconds_total", &[]).is_some());
+    // Each launched replica is a process group of its own: the warden and
+    // the server.
+    for service in ["asana-stdio", "asana-http"] {
+        let n = find(
+            &scrape,
+            "mcpvisor_service_processes",
+            &[("service", service)],
+        )
+        .unwrap_or_else(|| panic!("{service} processes"));
+        assert!(value(n) >= 1.0, "{service}: {n:?}");
+    }
+}

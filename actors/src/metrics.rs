@@ -106,6 +106,11 @@ pub struct Metrics {
     cache_hit_seconds: Histogram,
     cache_bytes: Gauge,
     cache_entries: Gauge,
+    resident_bytes: Gauge,
+    open_fds: Gauge,
+    threads: Gauge,
+    cpu_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
+    service_processes: Family<ServiceLabels, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -128,7 +133,9 @@ impl Default for Metrics {
 impl Metrics {
     /// A registry with every family registered.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("mcpvisor");
+        // The process series keep their standard, unprefixed names.
+        let mut root = Registry::default();
+        let registry = root.sub_registry_with_prefix("mcpvisor");
         let m = Self {
             calls: Family::default(),
             call_seconds: Family::new_with_constructor(latency_histogram),
@@ -150,6 +157,11 @@ impl Metrics {
             cache_hit_seconds: Histogram::new(exponential_buckets(0.000_01, 2.0, 16)),
             cache_bytes: Gauge::default(),
             cache_entries: Gauge::default(),
+            resident_bytes: Gauge::default(),
+            open_fds: Gauge::default(),
+            threads: Gauge::default(),
+            cpu_seconds: Counter::default(),
+            service_processes: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -252,7 +264,35 @@ impl Metrics {
             "Results held in the cache",
             m.cache_entries.clone(),
         );
-        Self { registry, ..m }
+        registry.register(
+            "service_processes",
+            "Live processes in the service's process group (its server and whatever it started)",
+            m.service_processes.clone(),
+        );
+        root.register(
+            "process_resident_memory_bytes",
+            "Resident memory of the mcpvisor process",
+            m.resident_bytes.clone(),
+        );
+        root.register(
+            "process_open_fds",
+            "Open file descriptors of the mcpvisor process",
+            m.open_fds.clone(),
+        );
+        root.register(
+            "process_threads",
+            "Threads of the mcpvisor process",
+            m.threads.clone(),
+        );
+        root.register(
+            "process_cpu_seconds",
+            "User and system CPU time of the mcpvisor process, in seconds",
+            m.cpu_seconds.clone(),
+        );
+        Self {
+            registry: root,
+            ..m
+        }
     }
 
     /// Records how much the cache holds.
@@ -412,6 +452,31 @@ impl Metrics {
                     .set(i64::from(snap.breaker == state));
             }
         }
+        let groups = crate::process::group_sizes();
+        for h in directory.all() {
+            let members = h
+                .process()
+                .pgid()
+                .and_then(|g| groups.get(&g).copied())
+                .unwrap_or(0);
+            self.service_processes
+                .get_or_create(&ServiceLabels {
+                    service: h.name().to_owned(),
+                })
+                .set(i64::try_from(members).unwrap_or(i64::MAX));
+        }
+        if let Some(u) = crate::process::usage() {
+            self.resident_bytes
+                .set(i64::try_from(u.rss_bytes).unwrap_or(i64::MAX));
+            self.threads
+                .set(i64::try_from(u.threads).unwrap_or(i64::MAX));
+            let behind = u.cpu_seconds - self.cpu_seconds.get();
+            if behind > 0.0 {
+                self.cpu_seconds.inc_by(behind);
+            }
+        }
+        self.open_fds
+            .set(i64::try_from(crate::process::open_fds()).unwrap_or(i64::MAX));
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
             tracing::error!(error = %e, "cannot encode metrics");

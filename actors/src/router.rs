@@ -153,6 +153,20 @@ impl Router {
         &self.0.cache
     }
 
+    /// The replica a call of `tool` would go to now, if any can take it.
+    pub fn preferred(&self, tool: &str) -> Option<String> {
+        let table = self.0.registry.snapshot();
+        let entry = table.get(tool)?;
+        best_first(
+            entry
+                .providers
+                .iter()
+                .filter_map(|n| self.0.directory.get(n)),
+        )
+        .first()
+        .map(|h| h.name().to_owned())
+    }
+
     /// Runs one call to its outcome, in the call's span. The future owns
     /// what it needs, so it can be spawned.
     pub fn execute(

@@ -10,6 +10,7 @@ pub mod guard;
 mod health;
 mod mcp;
 mod oauth;
+mod selftest;
 mod stream_api;
 
 use std::sync::Arc;
@@ -114,6 +115,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: &AppState) {
         .configure(mcp::routes)
         .configure(stream_api::routes)
         .configure(batch::routes)
+        .configure(selftest::routes)
         .configure(health::routes)
         .configure(admin::routes)
         .configure(drills::routes)

@@ -188,6 +188,15 @@ pub fn group_members(pgid: u32) -> usize {
         .count()
 }
 
+/// Live processes per process group, from one read of `/proc`.
+pub fn group_sizes() -> std::collections::HashMap<u32, usize> {
+    let mut sizes = std::collections::HashMap::new();
+    for s in proc_stats().filter(|s| s.state != 'Z') {
+        *sizes.entry(s.pgrp).or_insert(0) += 1;
+    }
+    sizes
+}
+
 /// Live processes descended from this one, from `/proc` (0 where there is none).
 pub fn descendants() -> usize {
     let me = std::process::id();
@@ -200,6 +209,51 @@ pub fn descendants() -> usize {
         i += 1;
     }
     found.len() - 1
+}
+
+/// What this process uses, from `/proc/self` (`None` where it is missing).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Usage {
+    /// Resident memory.
+    pub rss_bytes: u64,
+    /// Threads.
+    pub threads: u64,
+    /// User and system CPU time.
+    pub cpu_seconds: f64,
+}
+
+/// This process's resident memory, threads and CPU time.
+#[cfg(unix)]
+pub fn usage() -> Option<Usage> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // SAFETY: sysconf only reads a system constant.
+    let (page, tick) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PAGESIZE),
+            libc::sysconf(libc::_SC_CLK_TCK),
+        )
+    };
+    parse_usage(&stat, u64::try_from(page).ok()?, u64::try_from(tick).ok()?)
+}
+
+#[cfg(not(unix))]
+pub fn usage() -> Option<Usage> {
+    None
+}
+
+/// Fields 14 and 15 (utime, stime), 20 (threads) and 24 (rss, in pages)
+/// of a `stat` line.
+fn parse_usage(stat: &str, page: u64, tick: u64) -> Option<Usage> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // `rest` starts at field 3 (state).
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |n: usize| -> Option<u64> { fields.get(n - 3)?.parse().ok() };
+    let ticks = field(14)? + field(15)?;
+    Some(Usage {
+        rss_bytes: field(24)? * page,
+        threads: field(20)?,
+        cpu_seconds: ticks as f64 / tick.max(1) as f64,
+    })
 }
 
 /// Open file descriptors of this process (0 where `/proc` is missing).
@@ -536,6 +590,19 @@ fn is_executable(p: &Path) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn usage_reads_threads_cpu_and_resident_pages_from_a_stat_line() {
+        // pid (comm with ") spaces") state ppid pgrp session tty tpgid flags
+        // minflt cminflt majflt cmajflt utime stime cutime cstime priority
+        // nice num_threads itrealvalue starttime vsize rss
+        let stat =
+            "42 (a ) b) S 1 42 42 0 -1 4194560 10 0 0 0 250 50 0 0 20 0 7 0 100 123456 300 rest";
+        let u = parse_usage(stat, 4096, 100).expect("parsed");
+        assert_eq!(u.threads, 7);
+        assert_eq!(u.rss_bytes, 300 * 4096);
+        assert!((u.cpu_seconds - 3.0).abs() < 1e-9);
+    }
+
     use super::*;
 
     #[test]

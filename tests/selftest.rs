@@ -1,0 +1,61 @@
+//! The self-test endpoints check the live daemon: they pass on a healthy
+//! one and fail when what they check is broken.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Daemon, two_replicas};
+use serde_json::Value;
+
+fn check<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == name))
+        .unwrap_or_else(|| panic!("no check {name}: {report:#}"))
+}
+
+#[test]
+fn the_architecture_self_test_shows_the_live_tree_and_fails_without_replicas() {
+    let d = Daemon::start(&two_replicas(&[], &[]));
+    let (status, report) = d.get("/api/test-mcp-architecture");
+    assert_eq!(status, 200);
+    assert_eq!(report["passed"], true, "{report:#}");
+    let children = report["tree"]["supervisor"]["children"]
+        .as_array()
+        .expect("service actors");
+    assert_eq!(children.len(), 2);
+    assert!(children.iter().all(|c| c["alive"] == true), "{report:#}");
+    assert_eq!(report["tree"]["healthMonitor"]["alive"], true);
+    let tools = report["tools"].as_array().expect("tools");
+    assert!(tools.len() > 10);
+    let workspaces = tools
+        .iter()
+        .find(|t| t["tool"] == "asana_list_workspaces")
+        .expect("asana_list_workspaces");
+    assert_eq!(workspaces["target"], "asana-stdio", "the preferred replica");
+    assert_eq!(workspaces["providers"].as_array().map(Vec::len), Some(2));
+
+    // Both replicas switched off: the tools have nowhere to go.
+    for s in ["asana-stdio", "asana-http"] {
+        assert_eq!(d.admin_post(&format!("/api/services/{s}/disable")), 200);
+    }
+    d.wait_until("both disabled", Duration::from_secs(10), |d| {
+        ["asana-stdio", "asana-http"]
+            .iter()
+            .all(|s| d.service(s)["state"] == "disabled")
+    });
+    let (_, report) = d.get("/api/test-mcp-architecture");
+    assert_eq!(report["passed"], false, "{report:#}");
+    assert_eq!(
+        check(&report, "every listed tool has a ready provider")["passed"],
+        false,
+        "{report:#}"
+    );
+    // Disabled is a reason: the actors are accounted for.
+    assert_eq!(
+        check(&report, "every service has an actor or a reason")["passed"],
+        true,
+        "{report:#}"
+    );
+}
