@@ -59,3 +59,70 @@ fn the_architecture_self_test_shows_the_live_tree_and_fails_without_replicas() {
         "{report:#}"
     );
 }
+
+fn integration(d: &Daemon, test_type: &str) -> Value {
+    let (status, report) = d.post(
+        "/api/test-mcp-integration",
+        &serde_json::json!({"testType": test_type}),
+    );
+    assert_eq!(status, 200, "{report}");
+    report
+}
+
+#[test]
+fn the_integration_self_test_passes_on_a_whole_daemon_and_names_what_broke() {
+    let with_cache = two_replicas(&[], &[]).replace(
+        "[router]",
+        "[cache]\nenabled = true\n\n[router]",
+    );
+    let d = Daemon::start(&with_cache);
+    let report = integration(&d, "full");
+    assert_eq!(report["passed"], true, "{report:#}");
+    let names: Vec<&str> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "service discovery",
+            "health",
+            "registry and manifests",
+            "routing and failover readiness",
+            "streaming",
+            "cache",
+            "error handling"
+        ]
+    );
+    assert!(report["checks"][0]["durationMs"].is_u64());
+    let quick = integration(&d, "quick");
+    assert_eq!(quick["checks"].as_array().map(Vec::len), Some(4));
+
+    // One replica down: nothing to fail over to.
+    assert_eq!(d.admin_post("/api/services/asana-http/disable"), 200);
+    d.wait_until("asana-http disabled", Duration::from_secs(10), |d| {
+        d.service("asana-http")["state"] == "disabled"
+    });
+    let report = integration(&d, "routing");
+    assert_eq!(report["passed"], false, "{report:#}");
+    assert!(
+        check(&report, "routing and failover readiness")["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("asana (1 ready)"),
+        "{report:#}"
+    );
+
+    // The cache off: its check fails, the rest of a quick run does not care.
+    let off = Daemon::start(&two_replicas(&[], &[]));
+    let report = integration(&off, "cache");
+    assert_eq!(report["passed"], false, "{report:#}");
+    assert_eq!(integration(&off, "errors")["passed"], true);
+    let (status, _) = off.post(
+        "/api/test-mcp-integration",
+        &serde_json::json!({"testType": "everything"}),
+    );
+    assert_eq!(status, 400);
+}

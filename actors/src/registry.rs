@@ -202,6 +202,30 @@ impl Registry {
         self.changed.notified()
     }
 
+    /// Manifest tools no replica offers now, as `(logical service, tool)`.
+    pub fn unoffered(&self) -> Vec<(String, String)> {
+        let inputs = self.lock();
+        let table = self.snapshot();
+        let mut gaps: Vec<(String, String)> = inputs
+            .manifests
+            .iter()
+            .flat_map(|(group, m)| {
+                m.tools
+                    .iter()
+                    .filter(|t| {
+                        !table
+                            .tools()
+                            .iter()
+                            .any(|e| e.group == *group && e.upstream_name == t.name)
+                    })
+                    .map(|t| (group.clone(), t.name.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        gaps.sort();
+        gaps
+    }
+
     /// Declares a replica (and its logical service's manifest, if any).
     pub fn add_service(&self, service: &str, group: &str, manifest: Option<Manifest>) {
         let mut inputs = self.lock();

@@ -58,6 +58,10 @@ pub fn classify(method: &Method, path: &str) -> RouteClass {
     if path == "/mcp" || path.starts_with("/api/mcp/") || path == "/sse" || path == "/message" {
         return RouteClass::Call;
     }
+    // The self-tests read (and call only read-only tools), whatever their method.
+    if path.starts_with("/api/test-mcp-") {
+        return RouteClass::Read;
+    }
     // Reading is GET and HEAD; anything else that is not a call changes
     // the daemon (admin routes, and any route added later) — so an
     // unclassified route is never weaker than admin.
@@ -538,5 +542,9 @@ mod tests {
         assert_eq!(classify(&post, "/api/drills/failover"), RouteClass::Admin);
         assert_eq!(classify(&get, "/api/drills"), RouteClass::Read);
         assert_eq!(classify(&post, "/api/anything-new"), RouteClass::Admin);
+        assert_eq!(
+            classify(&post, "/api/test-mcp-integration"),
+            RouteClass::Read
+        );
     }
 }

@@ -2,28 +2,69 @@
 //! gave them. Each one checks the live engine and fails when what it
 //! checks is broken.
 //!
+//! `POST /api/test-mcp-integration {"testType"}`: `full` runs every check,
+//! `quick` those that make no call, or one check by name (`discovery`,
+//! `health`, `registry`, `streaming`, `routing`, `cache`, `errors`). Calls
+//! go through the router like any client's, to read-only tools only.
+//!
+//! Runs are rate-limited (two a second, bursts of four): each makes real
+//! upstream calls.
+//!
 //! `GET /api/test-mcp-architecture`: the live actor tree (supervisor, each
 //! service actor with its state, the router, the health monitor), the tool
 //! → replicas table with each tool's routing target, and the invariants
 //! that tie them: every configured service has a live actor or a stated
 //! reason not to, and every listed tool has a ready provider.
 
+use std::sync::OnceLock;
+use std::time::Instant;
+
 use actix_web::{HttpResponse, web};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use mcpvisor_actors::cache::CacheUse;
+use mcpvisor_actors::registry::ToolEntry;
 use mcpvisor_actors::service::ServiceState;
-use serde::Serialize;
+use mcpvisor_actors::{
+    CallError, CallOutcome, Caller, ErrorCategory, EventSink, Execute, HealthStatus, StreamEvent,
+};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/test-mcp-architecture", web::get().to(architecture));
+    cfg.route("/api/test-mcp-architecture", web::get().to(architecture))
+        .route("/api/test-mcp-integration", web::post().to(integration));
+}
+
+/// The self-tests' shared rate limit.
+fn limiter() -> &'static DefaultDirectRateLimiter {
+    static LIMIT: OnceLock<DefaultDirectRateLimiter> = OnceLock::new();
+    LIMIT.get_or_init(|| {
+        let quota = Quota::per_second(std::num::NonZeroU32::MIN.saturating_add(1))
+            .allow_burst(std::num::NonZeroU32::MIN.saturating_add(3));
+        RateLimiter::direct(quota)
+    })
+}
+
+/// 429 when the self-tests run too often.
+fn limited() -> Option<HttpResponse> {
+    limiter().check().err().map(|_| {
+        HttpResponse::TooManyRequests()
+            .insert_header(("Retry-After", "1"))
+            .json(json!({"error": {"category": "rate_limit",
+                "message": "self-tests run at most twice a second", "retryable": true}}))
+    })
 }
 
 /// One invariant and whether it holds.
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Check {
     pub name: &'static str,
     pub passed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
     pub detail: String,
 }
 
@@ -32,12 +73,329 @@ impl Check {
         Self {
             name,
             passed,
+            duration_ms: None,
             detail: detail.into(),
         }
     }
+
+    fn timed(mut self, started: Instant) -> Self {
+        self.duration_ms = Some(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
+        self
+    }
+}
+
+/// Body of `POST /api/test-mcp-integration`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct IntegrationRequest {
+    #[serde(default)]
+    test_type: Option<String>,
+}
+
+/// The checks of the integration self-test, by name; whether each makes calls.
+const CHECKS: [(&str, bool); 7] = [
+    ("discovery", false),
+    ("health", false),
+    ("registry", false),
+    ("routing", false),
+    ("streaming", true),
+    ("cache", true),
+    ("errors", true),
+];
+
+async fn integration(
+    state: web::Data<AppState>,
+    body: Option<web::Json<IntegrationRequest>>,
+) -> HttpResponse {
+    if let Some(r) = limited() {
+        return r;
+    }
+    let wanted = body
+        .and_then(|b| b.into_inner().test_type)
+        .unwrap_or_else(|| "full".into());
+    let run: Vec<&str> = match wanted.as_str() {
+        "full" => CHECKS.iter().map(|(n, _)| *n).collect(),
+        "quick" => CHECKS.iter().filter(|(_, c)| !c).map(|(n, _)| *n).collect(),
+        one if CHECKS.iter().any(|(n, _)| *n == one) => vec![one],
+        other => {
+            let names: Vec<&str> = CHECKS.iter().map(|(n, _)| *n).collect();
+            return HttpResponse::BadRequest().json(json!({"error": {"category": "validation",
+                "message": format!("unknown testType `{other}`: full, quick, or one of {}", names.join(", ")),
+                "retryable": false}}));
+        }
+    };
+    let started = Instant::now();
+    let mut checks = Vec::new();
+    for name in run {
+        let t = Instant::now();
+        let check = match name {
+            "discovery" => discovery(&state),
+            "health" => health(&state),
+            "registry" => registry(&state),
+            "routing" => routing(&state),
+            "streaming" => streaming(&state).await,
+            "cache" => cache(&state).await,
+            _ => errors(&state).await,
+        };
+        checks.push(check.timed(t));
+    }
+    let passed = checks.iter().all(|c| c.passed);
+    HttpResponse::Ok().json(json!({
+        "passed": passed,
+        "testType": wanted,
+        "durationMs": u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "checks": checks,
+    }))
+}
+
+fn discovery(state: &AppState) -> Check {
+    let all = state.directory.all();
+    let ready: Vec<&str> = all
+        .iter()
+        .filter(|h| h.state() == ServiceState::Ready)
+        .map(|h| h.name())
+        .collect();
+    Check::new(
+        "service discovery",
+        !ready.is_empty(),
+        format!(
+            "{} of {} configured services connected: {}",
+            ready.len(),
+            all.len(),
+            ready.join(", ")
+        ),
+    )
+}
+
+fn health(state: &AppState) -> Check {
+    let bad: Vec<String> = state
+        .directory
+        .all()
+        .iter()
+        .filter(|h| {
+            matches!(
+                h.health(),
+                HealthStatus::Unhealthy | HealthStatus::Failed | HealthStatus::Disabled
+            )
+        })
+        .map(|h| format!("{} {:?}", h.name(), h.health()).to_lowercase())
+        .collect();
+    Check::new(
+        "health",
+        bad.is_empty(),
+        if bad.is_empty() {
+            "every service healthy, degraded or not yet probed".to_owned()
+        } else {
+            format!("not healthy: {}", bad.join(", "))
+        },
+    )
+}
+
+fn registry(state: &AppState) -> Check {
+    let table = state.registry.snapshot();
+    let gaps = state.registry.unoffered();
+    let passed = !table.is_empty() && gaps.is_empty();
+    Check::new(
+        "registry and manifests",
+        passed,
+        if table.is_empty() {
+            "no tool is listed".to_owned()
+        } else if gaps.is_empty() {
+            format!("{} tools; every manifest tool has a provider", table.len())
+        } else {
+            let named: Vec<String> = gaps.iter().map(|(g, t)| format!("{g}.{t}")).collect();
+            format!("manifest tools no replica offers: {}", named.join(", "))
+        },
+    )
+}
+
+fn routing(state: &AppState) -> Check {
+    let mut groups: Vec<(String, usize)> = Vec::new();
+    for h in state.directory.all() {
+        let ready = usize::from(h.state() == ServiceState::Ready);
+        match groups.iter_mut().find(|(g, _)| g == h.spec.group()) {
+            Some((_, n)) => *n += ready,
+            None => groups.push((h.spec.group().to_owned(), ready)),
+        }
+    }
+    let thin: Vec<String> = groups
+        .iter()
+        .filter(|(_, n)| *n < 2)
+        .map(|(g, n)| format!("{g} ({n} ready)"))
+        .collect();
+    Check::new(
+        "routing and failover readiness",
+        thin.is_empty(),
+        if thin.is_empty() {
+            format!(
+                "every logical service has a second ready replica to fail over to ({} services)",
+                groups.len()
+            )
+        } else {
+            format!("no replica to fail over to: {}", thin.join(", "))
+        },
+    )
+}
+
+/// A read-only tool callable without arguments, streaming ones first.
+fn probe_tool(state: &AppState, streaming: bool) -> Option<std::sync::Arc<ToolEntry>> {
+    let table = state.registry.snapshot();
+    table
+        .tools()
+        .iter()
+        .filter(|e| e.annotations().read_only_hint == Some(true))
+        .filter(|e| {
+            e.tool
+                .input_schema
+                .get("required")
+                .and_then(Value::as_array)
+                .is_none_or(|r| r.is_empty())
+        })
+        .find(|e| !streaming || e.manifest.as_ref().is_some_and(|m| m.streaming.is_some()))
+        .cloned()
+}
+
+/// Runs `tool` with no arguments through the router; its outcome and the
+/// events it produced.
+async fn call(
+    state: &AppState,
+    tool: &str,
+    arguments: Option<serde_json::Map<String, Value>>,
+    bypass: bool,
+) -> (Result<CallOutcome, CallError>, Vec<StreamEvent>) {
+    let (sink, mut rx) = EventSink::channel(256);
+    let outcome = state
+        .router
+        .execute(Execute {
+            tool: tool.to_owned(),
+            arguments,
+            validated: false,
+            events: sink,
+            caller: Caller {
+                capabilities: Some(json!({})),
+                ..Caller::default()
+            },
+            service: None,
+            span: mcpvisor_actors::router::call_span("self-test", tool),
+            cache: CacheUse {
+                bypass,
+                client: Some("self-test".into()),
+            },
+        })
+        .await;
+    let mut events = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        events.push(e);
+    }
+    (outcome, events)
+}
+
+async fn streaming(state: &AppState) -> Check {
+    let Some(entry) = probe_tool(state, true).or_else(|| probe_tool(state, false)) else {
+        return Check::new(
+            "streaming",
+            false,
+            "no read-only tool that takes no arguments to call",
+        );
+    };
+    let started = Instant::now();
+    let (outcome, events) = call(state, &entry.tool.name, None, true).await;
+    let elapsed = started.elapsed().as_millis();
+    match outcome {
+        Ok(done) if !done.result.is_error() => Check::new(
+            "streaming",
+            true,
+            format!(
+                "`{}` answered by {} in {elapsed} ms after {} events",
+                entry.tool.name,
+                done.service,
+                events.len()
+            ),
+        ),
+        Ok(_) => Check::new(
+            "streaming",
+            false,
+            format!("`{}` reported a tool error", entry.tool.name),
+        ),
+        Err(e) => Check::new("streaming", false, format!("`{}`: {e}", entry.tool.name)),
+    }
+}
+
+async fn cache(state: &AppState) -> Check {
+    let cache = state.router.cache();
+    if !cache.enabled() {
+        return Check::new(
+            "cache",
+            false,
+            "the result cache is off ([cache] enabled = false)",
+        );
+    }
+    let Some(entry) = probe_tool(state, false).filter(|e| cache.policy(e).is_some()) else {
+        return Check::new(
+            "cache",
+            false,
+            "no cached read-only tool that takes no arguments to call",
+        );
+    };
+    let name = entry.tool.name.to_string();
+    let (first, _) = call(state, &name, None, false).await;
+    let (second, _) = call(state, &name, None, false).await;
+    match (first, second) {
+        (Ok(_), Ok(again)) if again.cached => Check::new(
+            "cache",
+            true,
+            format!(
+                "a second call of `{name}` was a hit (hit rate {:.2})",
+                cache.stats().hit_rate
+            ),
+        ),
+        (Ok(_), Ok(_)) => Check::new(
+            "cache",
+            false,
+            format!("a second call of `{name}` went upstream again"),
+        ),
+        (Err(e), _) | (_, Err(e)) => Check::new("cache", false, format!("`{name}`: {e}")),
+    }
+}
+
+async fn errors(state: &AppState) -> Check {
+    let (unknown, _) = call(state, "mcpvisor.self-test.no-such-tool", None, true).await;
+    let unknown_ok = unknown
+        .as_ref()
+        .err()
+        .is_some_and(|e| e.category == ErrorCategory::NotFound);
+    // A tool with a required argument, called without it.
+    let table = state.registry.snapshot();
+    let strict = table.tools().iter().find(|e| {
+        e.tool
+            .input_schema
+            .get("required")
+            .and_then(Value::as_array)
+            .is_some_and(|r| !r.is_empty())
+    });
+    let invalid_ok = match strict {
+        Some(e) => {
+            let (invalid, _) = call(state, &e.tool.name, None, true).await;
+            invalid
+                .as_ref()
+                .err()
+                .is_some_and(|e| e.category == ErrorCategory::Validation)
+        }
+        None => true,
+    };
+    Check::new(
+        "error handling",
+        unknown_ok && invalid_ok,
+        format!(
+            "unknown tool refused as not_found: {unknown_ok}; missing required arguments refused as validation: {invalid_ok}"
+        ),
+    )
 }
 
 async fn architecture(state: web::Data<AppState>) -> HttpResponse {
+    if let Some(r) = limited() {
+        return r;
+    }
     HttpResponse::Ok().json(architecture_report(&state))
 }
 
