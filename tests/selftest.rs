@@ -71,10 +71,8 @@ fn integration(d: &Daemon, test_type: &str) -> Value {
 
 #[test]
 fn the_integration_self_test_passes_on_a_whole_daemon_and_names_what_broke() {
-    let with_cache = two_replicas(&[], &[]).replace(
-        "[router]",
-        "[cache]\nenabled = true\n\n[router]",
-    );
+    let with_cache =
+        two_replicas(&[], &[]).replace("[router]", "[cache]\nenabled = true\n\n[router]");
     let d = Daemon::start(&with_cache);
     let report = integration(&d, "full");
     assert_eq!(report["passed"], true, "{report:#}");
@@ -125,4 +123,48 @@ fn the_integration_self_test_passes_on_a_whole_daemon_and_names_what_broke() {
         &serde_json::json!({"testType": "everything"}),
     );
     assert_eq!(status, 400);
+}
+
+fn streaming_test(d: &Daemon, body: Value) -> Vec<common::SseEvent> {
+    let text = common::client()
+        .post(d.url("/api/test-mcp-streaming"))
+        .json(&body)
+        .send()
+        .and_then(|r| r.text())
+        .expect("streaming self-test");
+    common::parse_sse(&text)
+}
+
+#[test]
+fn the_streaming_self_test_streams_a_real_call_then_its_verdict() {
+    let d = Daemon::start(&two_replicas(&[], &[]));
+    let events = streaming_test(&d, serde_json::json!({}));
+    let verdict = events.last().expect("events");
+    assert_eq!(verdict.event, "verdict", "{events:?}");
+    assert_eq!(verdict.data["passed"], true, "{events:?}");
+    assert_eq!(verdict.data["tool"], "asana_get_project_hierarchy");
+    let progress = events.iter().filter(|e| e.event == "progress").count();
+    assert!(progress >= 1, "{events:?}");
+    assert_eq!(verdict.data["progressEvents"], progress);
+    let result_at = events
+        .iter()
+        .position(|e| e.event == "result")
+        .expect("a result");
+    let last_progress = events.iter().rposition(|e| e.event == "progress").unwrap();
+    assert!(last_progress < result_at, "progress before the result");
+
+    // A call that fails fails the test.
+    let events = streaming_test(
+        &d,
+        serde_json::json!({"toolName": "asana_get_task", "arguments": {"task_id": "1299999999999999"}}),
+    );
+    let verdict = events.last().expect("events");
+    assert_eq!(verdict.data["passed"], false, "{events:?}");
+    // Only read-only tools.
+    let r = common::client()
+        .post(d.url("/api/test-mcp-streaming"))
+        .json(&serde_json::json!({"toolName": "asana_delete_task", "arguments": {"task_id": "1"}}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
 }

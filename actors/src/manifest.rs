@@ -65,6 +65,10 @@ pub struct ToolManifest {
     /// when they come in one batch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch: Option<MultiGet>,
+    /// Arguments that make a good call of it (the streaming self-test's
+    /// default call).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub example: Option<Map<String, Value>>,
 }
 
 /// A single-item read's multi-get: `asana_get_task {task_id}` calls of one

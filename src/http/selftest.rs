@@ -7,6 +7,13 @@
 //! `health`, `registry`, `streaming`, `routing`, `cache`, `errors`). Calls
 //! go through the router like any client's, to read-only tools only.
 //!
+//! `POST /api/test-mcp-streaming {toolName?, arguments?}`: a real
+//! streaming call, streamed back as it happens (`status`, `progress`,
+//! `result`), then a `verdict`: result ok, progress seen (for a tool that
+//! reports it) with every progress event before the result and rising,
+//! and the latencies. Default: the longest-running read-only streaming tool
+//! that has example arguments in its manifest (or needs none).
+//!
 //! Runs are rate-limited (two a second, bursts of four): each makes real
 //! upstream calls.
 //!
@@ -19,9 +26,11 @@
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpResponse, Responder, web};
+use actix_web_lab::sse;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use mcpvisor_actors::cache::CacheUse;
+use mcpvisor_actors::manifest::Streaming;
 use mcpvisor_actors::registry::ToolEntry;
 use mcpvisor_actors::service::ServiceState;
 use mcpvisor_actors::{
@@ -34,7 +43,225 @@ use super::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/test-mcp-architecture", web::get().to(architecture))
-        .route("/api/test-mcp-integration", web::post().to(integration));
+        .route("/api/test-mcp-integration", web::post().to(integration))
+        .route("/api/test-mcp-streaming", web::post().to(streaming_test));
+}
+
+/// Body of `POST /api/test-mcp-streaming`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct StreamingRequest {
+    #[serde(default)]
+    tool_name: Option<String>,
+    #[serde(default)]
+    arguments: Option<serde_json::Map<String, Value>>,
+}
+
+/// The tool the streaming self-test calls by default, with its arguments.
+fn default_streaming_call(
+    state: &AppState,
+) -> Option<(String, Option<serde_json::Map<String, Value>>)> {
+    let table = state.registry.snapshot();
+    table
+        .tools()
+        .iter()
+        .filter(|e| e.annotations().read_only_hint == Some(true))
+        .filter_map(|e| {
+            let m = e.manifest.as_ref()?;
+            m.streaming.as_ref()?;
+            let needs = e
+                .tool
+                .input_schema
+                .get("required")
+                .and_then(Value::as_array)
+                .is_some_and(|r| !r.is_empty());
+            let arguments = match (&m.example, needs) {
+                (Some(ex), _) => Some(Some(ex.clone())),
+                (None, false) => Some(None),
+                (None, true) => None,
+            }?;
+            let reports_progress = matches!(m.streaming, Some(Streaming::Progress));
+            Some((
+                (
+                    reports_progress,
+                    m.performance.estimated_duration_ms.unwrap_or(0),
+                ),
+                e.tool.name.to_string(),
+                arguments,
+            ))
+        })
+        .max_by_key(|(rank, _, _)| *rank)
+        .map(|(_, name, args)| (name, args))
+}
+
+async fn streaming_test(
+    state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
+    body: Option<web::Json<StreamingRequest>>,
+) -> HttpResponse {
+    if let Some(r) = limited() {
+        return r;
+    }
+    let body = body.map(web::Json::into_inner).unwrap_or_default();
+    let (tool, arguments) = match body.tool_name {
+        Some(t) => (t, body.arguments),
+        None => match default_streaming_call(&state) {
+            Some(c) => c,
+            None => {
+                return HttpResponse::BadRequest().json(json!({"error": {"category": "validation",
+                    "message": "no read-only streaming tool with example arguments; name one with toolName and arguments",
+                    "retryable": false}}));
+            }
+        },
+    };
+    let table = state.registry.snapshot();
+    let Some(entry) = table.get(&tool).cloned() else {
+        return HttpResponse::NotFound().json(json!({"error": {"category": "not_found",
+            "message": format!("no tool named `{tool}`"), "retryable": false}}));
+    };
+    if entry.annotations().read_only_hint != Some(true) {
+        return HttpResponse::BadRequest().json(json!({"error": {"category": "validation",
+            "message": format!("`{tool}` is not read-only; self-tests call read-only tools only"),
+            "retryable": false}}));
+    }
+    let client = super::guard::client_of(&req);
+    if !client.may_use(&tool) {
+        return HttpResponse::Forbidden().json(json!({"error": {"category": "auth",
+            "message": format!("client `{}` may not use the tool `{tool}`", client.name),
+            "retryable": false}}));
+    }
+    let reports_progress = matches!(
+        entry.manifest.as_ref().and_then(|m| m.streaming.as_ref()),
+        Some(Streaming::Progress)
+    );
+    let (tx, rx) = tokio::sync::mpsc::channel::<sse::Event>(64);
+    let router = state.router.clone();
+    actix_web::rt::spawn(async move {
+        let send = |name: &'static str, data: Value| {
+            let tx = tx.clone();
+            async move {
+                if let Ok(d) = sse::Data::new_json(data) {
+                    let _ = tx.send(d.event(name).into()).await;
+                }
+            }
+        };
+        send(
+            "status",
+            json!({"stage": "accepted", "tool": tool, "arguments": arguments}),
+        )
+        .await;
+        let started = Instant::now();
+        let (sink, mut events) = EventSink::channel(256);
+        let call = router.execute(Execute {
+            tool: tool.clone(),
+            arguments,
+            validated: false,
+            events: sink,
+            caller: Caller {
+                capabilities: Some(json!({})),
+                ..Caller::default()
+            },
+            service: None,
+            span: mcpvisor_actors::router::call_span("self-test", &tool),
+            cache: CacheUse {
+                bypass: true,
+                client: Some(client.name.clone()),
+            },
+        });
+        tokio::pin!(call);
+        let mut progress: Vec<f64> = Vec::new();
+        let mut first_ms = None;
+        let mut forward = |e: StreamEvent| -> Option<(&'static str, Value)> {
+            first_ms.get_or_insert(started.elapsed().as_millis());
+            match e {
+                StreamEvent::Progress {
+                    progress: p,
+                    total,
+                    message,
+                } => {
+                    progress.push(p);
+                    Some((
+                        "progress",
+                        json!({"progress": p, "total": total, "message": message}),
+                    ))
+                }
+                StreamEvent::Status {
+                    stage,
+                    message,
+                    service,
+                } => Some((
+                    "status",
+                    json!({"stage": stage, "message": message, "service": service}),
+                )),
+                StreamEvent::Log { .. } => None,
+            }
+        };
+        let outcome = loop {
+            tokio::select! {
+                biased;
+                Some(e) = events.recv() => {
+                    if let Some((name, data)) = forward(e) {
+                        send(name, data).await;
+                    }
+                }
+                o = &mut call => break o,
+                () = tx.closed() => return,
+            }
+        };
+        // Progress still queued counts as arriving before the result.
+        while let Ok(e) = events.try_recv() {
+            if let Some((name, data)) = forward(e) {
+                send(name, data).await;
+            }
+        }
+        let latency = started.elapsed().as_millis();
+        let (ok, detail) = match &outcome {
+            Ok(done) if !done.result.is_error() => {
+                send(
+                    "result",
+                    json!({"service": done.service, "attempts": done.attempts,
+                    "durationMs": u64::try_from(latency).unwrap_or(u64::MAX)}),
+                )
+                .await;
+                (true, format!("answered by {}", done.service))
+            }
+            Ok(_) => {
+                send("result", json!({"isError": true})).await;
+                (false, "the tool reported an error".to_owned())
+            }
+            Err(e) => {
+                send(
+                    "error",
+                    json!({"category": e.category, "message": e.message}),
+                )
+                .await;
+                (false, e.to_string())
+            }
+        };
+        let rising = progress.windows(2).all(|w| w[1] > w[0]);
+        let progress_ok = !reports_progress || !progress.is_empty();
+        let passed = ok && rising && progress_ok;
+        send(
+            "verdict",
+            json!({
+                "passed": passed,
+                "tool": tool,
+                "detail": detail,
+                "progressEvents": progress.len(),
+                "progressExpected": reports_progress,
+                "progressOrdered": rising,
+                "firstEventMs": first_ms.map(|m| u64::try_from(m).unwrap_or(u64::MAX)),
+                "latencyMs": u64::try_from(latency).unwrap_or(u64::MAX),
+            }),
+        )
+        .await;
+    });
+    sse::Sse::from_infallible_receiver(rx)
+        .with_keep_alive(state.heartbeat())
+        .customize()
+        .insert_header(("X-Accel-Buffering", "no"))
+        .respond_to(&req)
+        .map_into_boxed_body()
 }
 
 /// The self-tests' shared rate limit.
