@@ -168,3 +168,36 @@ fn the_streaming_self_test_streams_a_real_call_then_its_verdict() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 400);
 }
+
+#[test]
+fn the_performance_self_test_scores_the_figures_and_says_what_to_improve() {
+    let with_cache =
+        two_replicas(&[], &[]).replace("[router]", "[cache]\nenabled = true\n\n[router]");
+    let d = Daemon::start(&with_cache);
+    let (status, r) = d.post(
+        "/api/test-mcp-performance",
+        &serde_json::json!({"iterations": 40, "concurrency": 4}),
+    );
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["calls"]["successPercent"], 100.0, "{r:#}");
+    assert!(r["calls"]["p95Ms"].as_f64() > Some(0.0));
+    assert!(r["cache"]["hitRate"].as_f64() >= Some(0.5), "{r:#}");
+    assert!(r["registry"]["tools"].as_u64() > Some(10));
+    assert!(r["memory"]["rssAfterBytes"].as_u64() > Some(0));
+    assert!(r["score"].as_f64() >= Some(85.0), "{r:#}");
+
+    // No cache and a single replica: a lower score, and why.
+    let off = Daemon::start(&two_replicas(&[], &[]));
+    assert_eq!(off.admin_post("/api/services/asana-http/disable"), 200);
+    off.wait_until("asana-http disabled", Duration::from_secs(10), |d| {
+        d.service("asana-http")["state"] == "disabled"
+    });
+    let (_, r) = off.post(
+        "/api/test-mcp-performance",
+        &serde_json::json!({"iterations": 20}),
+    );
+    assert!(r["score"].as_f64() <= Some(75.0), "{r:#}");
+    let advice = r["recommendations"].to_string();
+    assert!(advice.contains("cache is off"), "{advice}");
+    assert!(advice.contains("add a second"), "{advice}");
+}

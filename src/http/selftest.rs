@@ -14,6 +14,13 @@
 //! and the latencies. Default: the longest-running read-only streaming tool
 //! that has example arguments in its manifest (or needs none).
 //!
+//! `POST /api/test-mcp-performance {"iterations", "concurrency"}`: timings
+//! of the tool table, `iterations` concurrent calls of a read-only tool
+//! going upstream (success %, p50/p95/max, throughput, per replica), the
+//! same calls through the result cache (hit rate), resident memory before
+//! and after, and a `score` 0–100 with `recommendations` drawn from those
+//! figures.
+//!
 //! Runs are rate-limited (two a second, bursts of four): each makes real
 //! upstream calls.
 //!
@@ -44,7 +51,210 @@ use super::AppState;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/test-mcp-architecture", web::get().to(architecture))
         .route("/api/test-mcp-integration", web::post().to(integration))
-        .route("/api/test-mcp-streaming", web::post().to(streaming_test));
+        .route("/api/test-mcp-streaming", web::post().to(streaming_test))
+        .route("/api/test-mcp-performance", web::post().to(performance));
+}
+
+/// Body of `POST /api/test-mcp-performance`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PerformanceRequest {
+    /// Calls to make (default 50, at most 1000).
+    #[serde(default)]
+    iterations: Option<usize>,
+    /// Calls at once (default 8, at most 64).
+    #[serde(default)]
+    concurrency: Option<usize>,
+}
+
+/// The `q` quantile (0..1) of sorted `v`.
+fn quantile(v: &[f64], q: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    let i = ((v.len() as f64 - 1.0) * q).round() as usize;
+    v[i.min(v.len() - 1)]
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+async fn performance(
+    state: web::Data<AppState>,
+    body: Option<web::Json<PerformanceRequest>>,
+) -> HttpResponse {
+    use futures::StreamExt;
+    if let Some(r) = limited() {
+        return r;
+    }
+    let body = body.map(web::Json::into_inner).unwrap_or_default();
+    let iterations = body.iterations.unwrap_or(50).clamp(1, 1000);
+    let concurrency = body.concurrency.unwrap_or(8).clamp(1, 64);
+    let Some(entry) = probe_tool(&state, false) else {
+        return HttpResponse::BadRequest().json(json!({"error": {"category": "validation",
+            "message": "no read-only tool that takes no arguments to call", "retryable": false}}));
+    };
+    let tool = entry.tool.name.to_string();
+    let rss_before = mcpvisor_actors::process::usage().map(|u| u.rss_bytes);
+
+    // The tool table, as tools/list reads it.
+    let t = Instant::now();
+    let table = state.registry.snapshot();
+    let listed = serde_json::to_vec(&table.tools().iter().map(|e| &e.tool).collect::<Vec<_>>())
+        .map_or(0, |v| v.len());
+    let registry_ms = ms(t.elapsed());
+
+    // Upstream: every call goes to a replica.
+    let run = |bypass: bool| {
+        let state = state.clone();
+        let tool = tool.clone();
+        async move {
+            let started = Instant::now();
+            let outcomes: Vec<(std::time::Duration, Result<CallOutcome, CallError>)> =
+                futures::stream::iter(0..iterations)
+                    .map(|_| {
+                        let (state, tool) = (state.clone(), tool.clone());
+                        async move {
+                            let t = Instant::now();
+                            let (o, _) = call(&state, &tool, None, bypass).await;
+                            (t.elapsed(), o)
+                        }
+                    })
+                    .buffer_unordered(concurrency)
+                    .collect()
+                    .await;
+            (started.elapsed(), outcomes)
+        }
+    };
+    let (wall, upstream) = run(true).await;
+    let ok: Vec<&CallOutcome> = upstream
+        .iter()
+        .filter_map(|(_, o)| o.as_ref().ok())
+        .filter(|o| !o.result.is_error())
+        .collect();
+    let success = ok.len() as f64 * 100.0 / iterations as f64;
+    let mut lat: Vec<f64> = upstream.iter().map(|(d, _)| ms(*d)).collect();
+    lat.sort_by(f64::total_cmp);
+    let mut by_service: Vec<(String, Vec<f64>)> = Vec::new();
+    for (d, o) in &upstream {
+        if let Ok(o) = o {
+            match by_service.iter_mut().find(|(s, _)| *s == o.service) {
+                Some((_, v)) => v.push(ms(*d)),
+                None => by_service.push((o.service.clone(), vec![ms(*d)])),
+            }
+        }
+    }
+    let mut replicas = Vec::new();
+    let mut score: f64 = 100.0;
+    let mut recommendations: Vec<String> = Vec::new();
+    for (service, mut v) in by_service {
+        v.sort_by(f64::total_cmp);
+        let p95 = quantile(&v, 0.95);
+        let limit = state
+            .directory
+            .get(&service)
+            .map_or(1_000, |h| h.spec.health.degraded_latency_ms) as f64;
+        if p95 > limit {
+            score -= 15.0;
+            recommendations.push(format!(
+                "{service}: p95 {p95:.0} ms is over its degraded threshold of {limit:.0} ms; \
+                 look at the upstream, or raise health.degraded_latency_ms if that is its normal pace"
+            ));
+        }
+        replicas.push(json!({"service": service, "calls": v.len(),
+            "p50Ms": quantile(&v, 0.5), "p95Ms": p95, "degradedAboveMs": limit}));
+    }
+    if success < 100.0 {
+        score -= (100.0 - success).min(50.0);
+        let failed: Vec<String> = upstream
+            .iter()
+            .filter_map(|(_, o)| o.as_ref().err().map(ToString::to_string))
+            .take(3)
+            .collect();
+        recommendations.push(format!(
+            "{:.1} % of calls failed (first errors: {}); see /api/health and /api/alerts",
+            100.0 - success,
+            failed.join("; ")
+        ));
+    }
+
+    // Through the cache.
+    let cache = state.router.cache();
+    let cached = if cache.enabled() && cache.policy(&entry).is_some() {
+        let (_, through) = run(false).await;
+        let hits = through
+            .iter()
+            .filter(|(_, o)| o.as_ref().is_ok_and(|o| o.cached || o.coalesced))
+            .count();
+        let rate = hits as f64 / iterations as f64;
+        if rate < 0.5 {
+            score -= 10.0;
+            recommendations.push(format!(
+                "cache hit rate {:.0} % for repeated identical calls of `{tool}`: raise its cache.ttlMs or [cache] default_ttl_ms",
+                rate * 100.0
+            ));
+        }
+        json!({"enabled": true, "hitRate": rate, "stats": cache.stats()})
+    } else {
+        score -= 10.0;
+        recommendations.push(
+            "the result cache is off: [cache] enabled = true serves repeated reads without an upstream call".into(),
+        );
+        json!({"enabled": cache.enabled(), "hitRate": null})
+    };
+
+    // Replicas to fail over to.
+    let groups = {
+        let mut g: Vec<(String, usize)> = Vec::new();
+        for h in state.directory.all() {
+            let ready = usize::from(h.state() == ServiceState::Ready);
+            match g.iter_mut().find(|(n, _)| n == h.spec.group()) {
+                Some((_, n)) => *n += ready,
+                None => g.push((h.spec.group().to_owned(), ready)),
+            }
+        }
+        g
+    };
+    for (group, ready) in &groups {
+        if *ready < 2 {
+            score -= 15.0;
+            recommendations.push(format!(
+                "{group} has {ready} ready replica(s): add a second so a failure fails over instead of failing calls"
+            ));
+        }
+    }
+    let rss_after = mcpvisor_actors::process::usage().map(|u| u.rss_bytes);
+    if let (Some(b), Some(a)) = (rss_before, rss_after)
+        && a > b + 64 * 1024 * 1024
+    {
+        score -= 10.0;
+        recommendations.push(format!(
+            "resident memory grew by {} MiB during the test",
+            (a - b) / (1024 * 1024)
+        ));
+    }
+    if recommendations.is_empty() {
+        recommendations.push("nothing to improve in these figures".into());
+    }
+    HttpResponse::Ok().json(json!({
+        "tool": tool,
+        "iterations": iterations,
+        "concurrency": concurrency,
+        "registry": {"tools": table.len(), "listMs": registry_ms, "listBytes": listed},
+        "calls": {
+            "successPercent": success,
+            "p50Ms": quantile(&lat, 0.5),
+            "p95Ms": quantile(&lat, 0.95),
+            "maxMs": lat.last().copied().unwrap_or(0.0),
+            "perSecond": iterations as f64 / wall.as_secs_f64().max(1e-9),
+            "replicas": replicas,
+        },
+        "cache": cached,
+        "memory": {"rssBeforeBytes": rss_before, "rssAfterBytes": rss_after},
+        "score": score.clamp(0.0, 100.0).round(),
+        "recommendations": recommendations,
+    }))
 }
 
 /// Body of `POST /api/test-mcp-streaming`.
