@@ -231,6 +231,15 @@ fn results_expire_and_stay_within_their_bounds_and_errors_are_not_kept() {
     let stats = cache_stats(&d);
     assert!(stats["entries"].as_u64() <= Some(2), "{stats}");
     assert!(stats["evictions"].as_u64() >= Some(1), "{stats}");
+    let metrics = client()
+        .get(d.url("/metrics"))
+        .send()
+        .and_then(|r| r.text())
+        .unwrap();
+    assert!(
+        metrics.contains("mcpvisor_cache_evictions_total"),
+        "{metrics}"
+    );
 
     // A tool error is never served from the cache.
     let calls = upstream_calls(&d);

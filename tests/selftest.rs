@@ -201,3 +201,30 @@ fn the_performance_self_test_scores_the_figures_and_says_what_to_improve() {
     assert!(advice.contains("cache is off"), "{advice}");
     assert!(advice.contains("add a second"), "{advice}");
 }
+
+#[test]
+fn the_integration_self_test_names_a_manifest_tool_no_replica_offers() {
+    // The builtin manifest plus a tool the simulator does not have.
+    let dir = tempfile::tempdir().unwrap();
+    let mut manifest: Value =
+        serde_json::from_str(include_str!("../manifests/asana.json")).unwrap();
+    let mut extra = manifest["tools"][0].clone();
+    extra["name"] = "asana_not_in_the_server".into();
+    manifest["tools"].as_array_mut().unwrap().push(extra);
+    let path = dir.path().join("asana.json");
+    std::fs::write(&path, manifest.to_string()).unwrap();
+    let config = two_replicas(&[], &[]).replace(
+        "manifest = \"builtin:asana\"",
+        &format!("manifest = {:?}", path.display().to_string()),
+    );
+    let d = Daemon::start(&config);
+    let report = integration(&d, "registry");
+    assert_eq!(report["passed"], false, "{report:#}");
+    assert!(
+        check(&report, "registry and manifests")["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("asana.asana_not_in_the_server"),
+        "{report:#}"
+    );
+}

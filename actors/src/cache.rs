@@ -264,6 +264,7 @@ impl ResultCache {
                 gauges.cache_size(left, entries);
                 if cause == RemovalCause::Size {
                     evicted.evictions.fetch_add(1, Ordering::Relaxed);
+                    gauges.cache_evicted();
                 }
             })
             .build();

@@ -106,6 +106,7 @@ pub struct Metrics {
     cache_hit_seconds: Histogram,
     cache_bytes: Gauge,
     cache_entries: Gauge,
+    cache_evictions: Counter,
     resident_bytes: Gauge,
     open_fds: Gauge,
     threads: Gauge,
@@ -157,6 +158,7 @@ impl Metrics {
             cache_hit_seconds: Histogram::new(exponential_buckets(0.000_01, 2.0, 16)),
             cache_bytes: Gauge::default(),
             cache_entries: Gauge::default(),
+            cache_evictions: Counter::default(),
             resident_bytes: Gauge::default(),
             open_fds: Gauge::default(),
             threads: Gauge::default(),
@@ -260,6 +262,11 @@ impl Metrics {
             m.cache_bytes.clone(),
         );
         registry.register(
+            "cache_evictions",
+            "Results dropped from the cache to stay within its bounds",
+            m.cache_evictions.clone(),
+        );
+        registry.register(
             "cache_entries",
             "Results held in the cache",
             m.cache_entries.clone(),
@@ -293,6 +300,11 @@ impl Metrics {
             registry: root,
             ..m
         }
+    }
+
+    /// Records a result dropped to stay within the cache's bounds.
+    pub fn cache_evicted(&self) {
+        self.cache_evictions.inc();
     }
 
     /// Records how much the cache holds.
