@@ -281,20 +281,6 @@ fn a_2025_03_26_session_may_send_json_rpc_batches_and_later_ones_may_not() {
     assert!(text.contains("batches are not supported"), "{text}");
 }
 
-/// Tool calls the simulator behind `web` has received.
-fn upstream_calls(d: &Daemon) -> u64 {
-    let url = d.service("web")["endpoint"]
-        .as_str()
-        .expect("endpoint")
-        .replace("/mcp", "/sim/stats");
-    let stats: Value = client()
-        .get(url)
-        .send()
-        .and_then(|r| r.json())
-        .expect("sim stats");
-    stats["calls"].as_u64().expect("calls")
-}
-
 /// Gids of tasks in the seeded project.
 fn task_gids(d: &Daemon, n: usize) -> Vec<String> {
     let text = client()
@@ -331,7 +317,7 @@ fn task_of(result: &Value) -> Value {
 fn single_task_reads_fold_into_one_multi_get_and_a_bad_one_fails_alone() {
     let d = Daemon::start(&config(0));
     let gids = task_gids(&d, 3);
-    let before = upstream_calls(&d);
+    let before = d.sim_calls("web");
     let calls: Vec<Value> = gids
         .iter()
         .enumerate()
@@ -339,7 +325,7 @@ fn single_task_reads_fold_into_one_multi_get_and_a_bad_one_fails_alone() {
         .collect();
     let (status, events, text) = batch(&d, json!({"calls": calls}));
     assert_eq!(status, 200, "{text}");
-    assert_eq!(upstream_calls(&d), before + 1, "one multi-get call: {text}");
+    assert_eq!(d.sim_calls("web"), before + 1, "one multi-get call: {text}");
     let by_id = outcomes(&events);
     for (i, g) in gids.iter().enumerate() {
         let r = &by_id[&format!("t{i}")];
@@ -351,7 +337,7 @@ fn single_task_reads_fold_into_one_multi_get_and_a_bad_one_fails_alone() {
 
     // An unknown task sinks the multi-get: each call is then made alone,
     // and only the bad one fails.
-    let before = upstream_calls(&d);
+    let before = d.sim_calls("web");
     let mut calls: Vec<Value> = gids
         .iter()
         .take(2)
@@ -372,18 +358,18 @@ fn single_task_reads_fold_into_one_multi_get_and_a_bad_one_fails_alone() {
         "{text}"
     );
     assert_eq!(by_id["missing"].data["isError"], true, "{text}");
-    assert_eq!(upstream_calls(&d), before + 4, "{text}");
+    assert_eq!(d.sim_calls("web"), before + 4, "{text}");
     let done = events.last().expect("events");
     assert_eq!(done.data["succeeded"], 2, "{text}");
     assert_eq!(done.data["failed"], 1, "{text}");
 
     // Asked not to, it does not fold.
-    let before = upstream_calls(&d);
+    let before = d.sim_calls("web");
     let calls: Vec<Value> = gids
         .iter()
         .enumerate()
         .map(|(i, g)| get_task(&format!("t{i}"), g))
         .collect();
     batch(&d, json!({"calls": calls, "noMerge": true}));
-    assert_eq!(upstream_calls(&d), before + 3);
+    assert_eq!(d.sim_calls("web"), before + 3);
 }

@@ -36,20 +36,6 @@ manifest = "builtin:asana"
     )
 }
 
-/// Tool calls the simulator has received.
-fn upstream_calls(d: &Daemon) -> u64 {
-    let url = d.service("web")["endpoint"]
-        .as_str()
-        .expect("endpoint")
-        .replace("/mcp", "/sim/stats");
-    let stats: Value = client()
-        .get(url)
-        .send()
-        .and_then(|r| r.json())
-        .expect("sim stats");
-    stats["calls"].as_u64().expect("calls")
-}
-
 /// The result event of a `/api/mcp/stream` call with `body`.
 fn call(d: &Daemon, body: Value) -> Value {
     let text = client()
@@ -97,7 +83,7 @@ fn a_repeated_read_is_a_hit_whatever_its_key_order() {
     );
     assert_eq!(again["cached"], true, "{again}");
     assert_eq!(again["content"], first["content"]);
-    assert_eq!(upstream_calls(&d), 1);
+    assert_eq!(d.sim_calls("web"), 1);
 
     let stats = cache_stats(&d);
     assert_eq!(stats["hits"], 1, "{stats}");
@@ -121,7 +107,7 @@ fn a_repeated_read_is_a_hit_whatever_its_key_order() {
                "streamingOptions": {"noCache": true}}),
     );
     assert!(bypass.get("cached").is_none(), "{bypass}");
-    assert_eq!(upstream_calls(&d), 2);
+    assert_eq!(d.sim_calls("web"), 2);
 
     // An admin empties it.
     let r = client()
@@ -131,7 +117,7 @@ fn a_repeated_read_is_a_hit_whatever_its_key_order() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     assert!(get_task(&d, TASK).get("cached").is_none());
-    assert_eq!(upstream_calls(&d), 3);
+    assert_eq!(d.sim_calls("web"), 3);
 }
 
 #[test]
@@ -160,7 +146,7 @@ fn ten_identical_calls_at_once_make_one_upstream_call() {
         .map(|t| t.join().unwrap().expect("every caller gets a result"))
         .collect();
     assert!(results.iter().all(|r| r["isError"] == false), "{results:?}");
-    assert_eq!(upstream_calls(&d), 1, "{results:?}");
+    assert_eq!(d.sim_calls("web"), 1, "{results:?}");
     let shared = results
         .iter()
         .filter(|r| r["coalesced"] == true || r["cached"] == true)
@@ -185,14 +171,14 @@ fn a_waiter_that_leaves_does_not_cancel_the_others() {
             .is_err()
     });
     assert!(
-        common::eventually(Duration::from_secs(5), || upstream_calls(&d) == 1),
+        common::eventually(Duration::from_secs(5), || d.sim_calls("web") == 1),
         "the first call reached the upstream"
     );
     let patient = get_task(&d, TASK);
     assert!(impatient.join().unwrap(), "the first caller timed out");
     assert_eq!(patient["isError"], false, "{patient}");
     assert_eq!(patient["coalesced"], true, "{patient}");
-    assert_eq!(upstream_calls(&d), 1);
+    assert_eq!(d.sim_calls("web"), 1);
 }
 
 #[test]
@@ -242,12 +228,12 @@ fn results_expire_and_stay_within_their_bounds_and_errors_are_not_kept() {
     );
 
     // A tool error is never served from the cache.
-    let calls = upstream_calls(&d);
+    let calls = d.sim_calls("web");
     let missing = get_task(&d, "1299999999999999");
     assert_eq!(missing["isError"], true, "{missing}");
     let again = get_task(&d, "1299999999999999");
     assert!(again.get("cached").is_none(), "{again}");
-    assert_eq!(upstream_calls(&d), calls + 2);
+    assert_eq!(d.sim_calls("web"), calls + 2);
 }
 
 #[test]
@@ -292,7 +278,7 @@ scopes = ["call", "read"]
     let off = Daemon::start(&config(0, "").replace("enabled = true", "enabled = false"));
     get_task(&off, TASK);
     assert!(get_task(&off, TASK).get("cached").is_none());
-    assert_eq!(upstream_calls(&off), 2);
+    assert_eq!(off.sim_calls("web"), 2);
     assert_eq!(cache_stats(&off)["enabled"], false);
 }
 
@@ -335,12 +321,12 @@ fn mcp_clients_share_the_cache_and_can_go_around_it() {
     assert_eq!(again["content"], first["content"]);
     // The SSE API reads the same entry.
     assert_eq!(get_task(&d, TASK)["cached"], true);
-    assert_eq!(upstream_calls(&d), 1);
+    assert_eq!(d.sim_calls("web"), 1);
 
     let around = mcp_get_task(&d, json!({"io.mcpvisor/noCache": true}));
     assert!(
         around["_meta"].get("io.mcpvisor/cached").is_none(),
         "{around}"
     );
-    assert_eq!(upstream_calls(&d), 2);
+    assert_eq!(d.sim_calls("web"), 2);
 }

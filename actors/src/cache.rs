@@ -120,6 +120,14 @@ impl Key {
     }
 }
 
+/// `v` as JSON with every object's keys sorted, without whitespace: equal
+/// for equal values whatever their key order.
+pub fn canonical_json(v: &Value) -> String {
+    let mut out = String::new();
+    write_value(v, &mut out);
+    out
+}
+
 /// `v` as JSON with every object's keys sorted.
 fn write_value(v: &Value, out: &mut String) {
     match v {

@@ -23,15 +23,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use actix_web::{HttpRequest, HttpResponse, Responder, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use actix_web_lab::sse;
 use futures::StreamExt;
-use mcpvisor_actors::cache::CacheUse;
+use mcpvisor_actors::cache::{CacheUse, canonical_json};
 use mcpvisor_actors::manifest::MultiGet;
 use mcpvisor_actors::router::{call_span, check_arguments};
-use mcpvisor_actors::{
-    CallError, CallReply, Caller, ErrorCategory, EventSink, Execute, Router, StreamEvent,
-};
+use mcpvisor_actors::{CallError, CallReply, ErrorCategory, EventSink, Router, StreamEvent};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tokio::sync::{Semaphore, mpsc};
@@ -171,7 +169,7 @@ fn fold(prepared: Vec<Prepared>) -> Vec<Unit> {
         // Same tool, same arguments but the item.
         let mut rest = p.arguments.clone().unwrap_or_default();
         rest.remove(&rule.argument);
-        let key = format!("{}\0{}", p.tool, canonical(&Value::Object(rest)));
+        let key = format!("{}\0{}", p.tool, canonical_json(&Value::Object(rest)));
         match groups.iter_mut().find(|(k, _)| *k == key) {
             Some((_, members)) => members.push(p),
             None => groups.push((key, vec![p])),
@@ -208,26 +206,6 @@ fn fold(prepared: Vec<Prepared>) -> Vec<Unit> {
         }
     }
     units
-}
-
-/// `v` as JSON with object keys sorted: equal for equal arguments.
-fn canonical(v: &Value) -> String {
-    match v {
-        Value::Object(o) => {
-            let mut keys: Vec<&String> = o.keys().collect();
-            keys.sort_unstable();
-            let parts: Vec<String> = keys
-                .into_iter()
-                .map(|k| format!("{}:{}", Value::String(k.clone()), canonical(&o[k])))
-                .collect();
-            format!("{{{}}}", parts.join(","))
-        }
-        Value::Array(a) => format!(
-            "[{}]",
-            a.iter().map(canonical).collect::<Vec<_>>().join(",")
-        ),
-        other => other.to_string(),
-    }
 }
 
 /// The JSON a result carries: its structured content, else its first
@@ -412,12 +390,7 @@ fn start(
             .await;
     });
 
-    Ok(sse::Sse::from_infallible_receiver(rx)
-        .with_keep_alive(state.heartbeat())
-        .customize()
-        .insert_header(("X-Accel-Buffering", "no"))
-        .respond_to(req)
-        .map_into_boxed_body())
+    Ok(state.sse_response(rx, req))
 }
 
 /// What every call of one batch shares.
@@ -476,19 +449,14 @@ impl Run {
         };
         let (sink, _events) = EventSink::channel(self.buffer);
         let span = call_span(&format!("{}/merged", self.request_id), &rule.into);
-        let call = self.router.execute(Execute {
-            tool: rule.into.clone(),
-            arguments: Some(arguments),
-            validated: false,
-            events: sink,
-            caller: Caller {
-                capabilities: Some(json!({})),
-                ..Caller::default()
-            },
-            service: None,
+        let call = self.router.execute(super::unaskable_call(
+            rule.into.clone(),
+            Some(arguments),
+            false,
+            sink,
             span,
-            cache: self.cache.clone(),
-        });
+            self.cache.clone(),
+        ));
         let outcome = tokio::select! {
             o = call => o,
             () = self.out.tx.closed() => return vec![Ended::Skipped; n],
@@ -584,20 +552,14 @@ impl Run {
         }
         let (sink, mut events) = EventSink::channel(self.buffer);
         let span = call_span(&format!("{}/{id}", self.request_id), &p.tool);
-        let call = self.router.execute(Execute {
-            tool: p.tool.clone(),
-            arguments: p.arguments,
-            validated: true,
-            events: sink,
-            // Nobody can be asked anything through this API.
-            caller: Caller {
-                capabilities: Some(json!({})),
-                ..Caller::default()
-            },
-            service: None,
+        let call = self.router.execute(super::unaskable_call(
+            p.tool.clone(),
+            p.arguments,
+            true,
+            sink,
             span,
-            cache: self.cache.clone(),
-        });
+            self.cache.clone(),
+        ));
         tokio::pin!(call);
         let outcome = loop {
             tokio::select! {

@@ -102,6 +102,48 @@ impl AppState {
     fn heartbeat(&self) -> Duration {
         Duration::from_millis(self.server.heartbeat_ms.max(100))
     }
+
+    /// A `text/event-stream` response of the events `rx` yields, with
+    /// heartbeats and no proxy buffering.
+    fn sse_response(
+        &self,
+        rx: tokio::sync::mpsc::Receiver<actix_web_lab::sse::Event>,
+        req: &actix_web::HttpRequest,
+    ) -> actix_web::HttpResponse {
+        use actix_web::Responder;
+        actix_web_lab::sse::Sse::from_infallible_receiver(rx)
+            .with_keep_alive(self.heartbeat())
+            .customize()
+            .insert_header(("X-Accel-Buffering", "no"))
+            .respond_to(req)
+            .map_into_boxed_body()
+    }
+}
+
+/// A tool call from an HTTP API that cannot put questions to its caller
+/// (the SSE, batch and self-test APIs): upstreams are told it declares no
+/// capabilities.
+fn unaskable_call(
+    tool: String,
+    arguments: Option<serde_json::Map<String, serde_json::Value>>,
+    validated: bool,
+    events: mcpvisor_actors::EventSink,
+    span: tracing::Span,
+    cache: mcpvisor_actors::cache::CacheUse,
+) -> mcpvisor_actors::Execute {
+    mcpvisor_actors::Execute {
+        tool,
+        arguments,
+        validated,
+        events,
+        caller: mcpvisor_actors::Caller {
+            capabilities: Some(serde_json::json!({})),
+            ..mcpvisor_actors::Caller::default()
+        },
+        service: None,
+        span,
+        cache,
+    }
 }
 
 /// Registers every route.

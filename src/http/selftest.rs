@@ -33,7 +33,7 @@
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use actix_web::{HttpResponse, Responder, web};
+use actix_web::{HttpResponse, web};
 use actix_web_lab::sse;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use mcpvisor_actors::cache::CacheUse;
@@ -41,7 +41,7 @@ use mcpvisor_actors::manifest::Streaming;
 use mcpvisor_actors::registry::ToolEntry;
 use mcpvisor_actors::service::ServiceState;
 use mcpvisor_actors::{
-    CallError, CallOutcome, Caller, ErrorCategory, EventSink, Execute, HealthStatus, StreamEvent,
+    CallError, CallOutcome, ErrorCategory, EventSink, HealthStatus, StreamEvent,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -362,22 +362,17 @@ async fn streaming_test(
         .await;
         let started = Instant::now();
         let (sink, mut events) = EventSink::channel(256);
-        let call = router.execute(Execute {
-            tool: tool.clone(),
+        let call = router.execute(super::unaskable_call(
+            tool.clone(),
             arguments,
-            validated: false,
-            events: sink,
-            caller: Caller {
-                capabilities: Some(json!({})),
-                ..Caller::default()
-            },
-            service: None,
-            span: mcpvisor_actors::router::call_span("self-test", &tool),
-            cache: CacheUse {
+            false,
+            sink,
+            mcpvisor_actors::router::call_span("self-test", &tool),
+            CacheUse {
                 bypass: true,
                 client: Some(client.name.clone()),
             },
-        });
+        ));
         tokio::pin!(call);
         let mut progress: Vec<f64> = Vec::new();
         let mut first_ms = None;
@@ -466,12 +461,7 @@ async fn streaming_test(
         )
         .await;
     });
-    sse::Sse::from_infallible_receiver(rx)
-        .with_keep_alive(state.heartbeat())
-        .customize()
-        .insert_header(("X-Accel-Buffering", "no"))
-        .respond_to(&req)
-        .map_into_boxed_body()
+    state.sse_response(rx, &req)
 }
 
 /// The self-tests' shared rate limit.
@@ -703,22 +693,17 @@ async fn call(
     let (sink, mut rx) = EventSink::channel(256);
     let outcome = state
         .router
-        .execute(Execute {
-            tool: tool.to_owned(),
+        .execute(super::unaskable_call(
+            tool.to_owned(),
             arguments,
-            validated: false,
-            events: sink,
-            caller: Caller {
-                capabilities: Some(json!({})),
-                ..Caller::default()
-            },
-            service: None,
-            span: mcpvisor_actors::router::call_span("self-test", tool),
-            cache: CacheUse {
+            false,
+            sink,
+            mcpvisor_actors::router::call_span("self-test", tool),
+            CacheUse {
                 bypass,
                 client: Some("self-test".into()),
             },
-        })
+        ))
         .await;
     let mut events = Vec::new();
     while let Ok(e) = rx.try_recv() {

@@ -16,9 +16,7 @@ use mcpvisor_actors::cache::CacheUse;
 use mcpvisor_actors::manifest::Streaming;
 use mcpvisor_actors::router::{call_span, check_arguments};
 use mcpvisor_actors::stream::split_chunks;
-use mcpvisor_actors::{
-    CallError, CallReply, Caller, ErrorCategory, EventSink, Execute, StreamEvent,
-};
+use mcpvisor_actors::{CallError, CallReply, ErrorCategory, EventSink, StreamEvent};
 use rmcp::model::CallToolResult;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -151,23 +149,17 @@ async fn start_stream(
                 )
                 .await;
             }
-            let call = router.execute(Execute {
-                tool: tool_name.clone(),
+            let call = router.execute(super::unaskable_call(
+                tool_name.clone(),
                 arguments,
-                validated: true,
-                events: sink,
-                // This API cannot ask its caller anything: upstreams are told so.
-                caller: Caller {
-                    capabilities: Some(json!({})),
-                    ..Caller::default()
-                },
-                service: None,
+                true,
+                sink,
                 span,
-                cache: CacheUse {
+                CacheUse {
                     bypass: options.no_cache,
                     client: Some(client_name),
                 },
-            });
+            ));
             tokio::pin!(call);
             // Status-mode tools say they are still working while they run.
             let working_every = match &streaming {
@@ -266,12 +258,7 @@ async fn start_stream(
         task_span,
     ));
 
-    Ok(sse::Sse::from_infallible_receiver(rx)
-        .with_keep_alive(state.heartbeat())
-        .customize()
-        .insert_header(("X-Accel-Buffering", "no"))
-        .respond_to(req)
-        .map_into_boxed_body())
+    Ok(state.sse_response(rx, req))
 }
 
 /// Numbers, timestamps and tags (request id) events, and writes them to

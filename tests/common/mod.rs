@@ -250,6 +250,21 @@ impl Daemon {
     }
 
     /// `/api/services` entry of one service.
+    /// Tool calls the simulator behind HTTP service `name` has received
+    /// (its `/sim/stats`).
+    pub fn sim_calls(&self, name: &str) -> u64 {
+        let url = self.service(name)["endpoint"]
+            .as_str()
+            .expect("endpoint")
+            .replace("/mcp", "/sim/stats");
+        let stats: Value = client()
+            .get(url)
+            .send()
+            .and_then(|r| r.json())
+            .expect("sim stats");
+        stats["calls"].as_u64().expect("calls")
+    }
+
     pub fn service(&self, name: &str) -> Value {
         let (_, body) = self.get("/api/services");
         body["services"]
