@@ -60,6 +60,12 @@ fn main() -> ExitCode {
         mcpvisor_actors::process::warden::run(args.collect());
     }
     let cli = Cli::parse();
+    if !matches!(
+        cli.command,
+        None | Some(Command::Serve(_) | Command::Sim(_))
+    ) {
+        mcpvisor_actors::process::die_on_closed_pipe();
+    }
     init_tracing();
     let result = match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
         Command::Serve(args) => serve(args),

@@ -256,6 +256,18 @@ fn parse_usage(stat: &str, page: u64, tick: u64) -> Option<Usage> {
     })
 }
 
+/// Lets a closed pipe end this process quietly, as Unix tools do
+/// (`mcpvisor check-config | head`), instead of failing the next write.
+/// For short commands only: the daemon keeps ignoring SIGPIPE.
+pub fn die_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: restores the default disposition of one signal, before any
+    // thread that could be writing exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// Open file descriptors of this process (0 where `/proc` is missing).
 pub fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count().saturating_sub(1))
