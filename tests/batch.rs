@@ -11,20 +11,7 @@ use common::{Daemon, SseEvent, client, parse_sse};
 use serde_json::{Value, json};
 
 fn config(latency_ms: u64) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-[[services]]
-name = "web"
-group = "asana"
-transport = "streamable_http"
-command = "@self"
-args = ["sim", "--http", "127.0.0.1:{{port}}", "--latency-ms", "{latency_ms}"]
-url = "http://127.0.0.1:{{port}}/mcp"
-manifest = "builtin:asana"
-"#
-    )
+    common::web_sim(latency_ms, "")
 }
 
 fn batch(d: &Daemon, body: Value) -> (u16, Vec<SseEvent>, String) {

@@ -13,27 +13,10 @@ use serde_json::{Value, json};
 const TASK: &str = "1200000000000100";
 const OTHER_TASK: &str = "1200000000000101";
 
-/// One HTTP replica (its `/sim/stats` counts the calls it gets) with the
-/// cache on; `cache` adds to the `[cache]` section.
+/// One HTTP replica with the cache on; `cache` adds to the `[cache]`
+/// section.
 fn config(latency_ms: u64, cache: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-admin_token = "{ADMIN_TOKEN}"
-[cache]
-enabled = true
-{cache}
-[[services]]
-name = "web"
-group = "asana"
-transport = "streamable_http"
-command = "@self"
-args = ["sim", "--http", "127.0.0.1:{{port}}", "--latency-ms", "{latency_ms}"]
-url = "http://127.0.0.1:{{port}}/mcp"
-manifest = "builtin:asana"
-"#
-    )
+    common::web_sim(latency_ms, &format!("[cache]\nenabled = true\n{cache}"))
 }
 
 /// The result event of a `/api/mcp/stream` call with `body`.

@@ -328,13 +328,8 @@ fn a_wildcard_origin_and_an_open_non_loopback_listener_are_refused() {
         path
     };
     let wild = write("wild.toml", "[server]\nallowed_origins = [\"*\"]\n");
-    let out = std::process::Command::new(BIN)
-        .args(["check-config"])
-        .arg(&wild)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let (ok, _, err) = common::check_config_file(&wild);
+    assert!(!ok);
     assert!(
         err.contains("wild.toml:2") && err.contains("server.allowed_origins"),
         "{err}"
@@ -727,13 +722,8 @@ Authorization = "Bearer x"
 "#,
     )
     .unwrap();
-    let out = std::process::Command::new(BIN)
-        .args(["check-config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let (ok, _, err) = common::check_config_file(&path);
+    assert!(!ok);
     assert!(
         err.contains("both.toml:6") && err.contains("headers.Authorization"),
         "{err}"

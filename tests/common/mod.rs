@@ -303,6 +303,43 @@ impl Drop for Daemon {
     }
 }
 
+/// One launched simulator over Streamable HTTP, service `web` of logical
+/// service `asana` (its `/sim/stats` counts the calls it gets, see
+/// [`Daemon::sim_calls`]), answering after `latency_ms`; `sections` (TOML)
+/// go after `[server]`, which has the admin token.
+pub fn web_sim(latency_ms: u64, sections: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+admin_token = "{ADMIN_TOKEN}"
+{sections}
+[[services]]
+name = "web"
+group = "asana"
+transport = "streamable_http"
+command = "@self"
+args = ["sim", "--http", "127.0.0.1:{{port}}", "--latency-ms", "{latency_ms}"]
+url = "http://127.0.0.1:{{port}}/mcp"
+manifest = "builtin:asana"
+"#
+    )
+}
+
+/// `mcpvisor check-config PATH`: whether it passed, its stdout and stderr.
+pub fn check_config_file(path: &std::path::Path) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(path)
+        .output()
+        .expect("run check-config");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 pub fn client() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(60))
