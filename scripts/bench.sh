@@ -7,19 +7,29 @@
 #   cached      `stdio` with the result cache on: every call after the first a hit
 #   bypass      the same daemon, every call asking to go around the cache
 #               (the uncached path's cost with the cache on)
-# each as a 2025 session and as 2026-07-28 stateless clients, at c=1, 16
-# and 64. CPU per call counts the serving process only (mcpvisor, or the
+# each as a 2025 session and as 2026-07-28 stateless clients, and three
+# peers in front of the same stdio simulator, as 2025 sessions:
+#   rust-mcp-proxy   mcp-proxy 0.6.0 from crates.io (Rust, tower-mcp)
+#   py-mcp-proxy     mcp-proxy 0.13.0 from PyPI (Python SDK)
+#   supergateway     supergateway 4.0.0 from npm (stateful Streamable HTTP)
+# all at c=1, 16 and 64. CPU per call counts the serving process only (mcpvisor, or the
 # simulator for `direct`), from /proc. The upstream answers at once
 # (--unit-latency-ms 0) so the bridge's own cost shows.
 #
-# usage: scripts/bench.sh [--duration 10s] [--out docs/performance.md]
-# needs: wrk (Debian package), curl; builds mcpvisor with --release.
+# usage: scripts/bench.sh [--duration 10s] [--out docs/performance.md] [--no-peers]
+# needs: wrk (Debian package), curl, python3, node/npm; builds mcpvisor with
+# --release. The peers are installed, pinned, once into
+# ${MCPVISOR_BENCH_CACHE:-~/.cache/mcpvisor-bench} (the Rust one built there
+# with `cargo install --locked`; the first run takes a few minutes more).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DURATION=10s
 OUT="$ROOT/docs/performance.md"
+PEERS=1
+CACHE_DIR="${MCPVISOR_BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mcpvisor-bench}"
 while [[ $# -gt 0 ]]; do
   case "$1" in
+    --no-peers) PEERS=0; shift ;;
     --duration) DURATION="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
     *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
@@ -27,6 +37,28 @@ while [[ $# -gt 0 ]]; do
 done
 command -v wrk >/dev/null || { echo "bench.sh: wrk is needed (apt-get install wrk)" >&2; exit 2; }
 cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" --bin mcpvisor
+
+# The peers, pinned, installed once.
+RUST_PROXY="$CACHE_DIR/rust-mcp-proxy/bin/mcp-proxy"
+PY_PROXY="$CACHE_DIR/py/bin/mcp-proxy"
+SUPERGATEWAY="$CACHE_DIR/node/node_modules/.bin/supergateway"
+if (( PEERS )); then
+  mkdir -p "$CACHE_DIR"
+  if [[ ! -x $RUST_PROXY ]]; then
+    echo "bench.sh: building mcp-proxy 0.6.0 (crates.io) into $CACHE_DIR" >&2
+    cargo install --quiet --locked mcp-proxy --version 0.6.0 --root "$CACHE_DIR/rust-mcp-proxy"
+  fi
+  if [[ ! -x $PY_PROXY ]]; then
+    echo "bench.sh: installing mcp-proxy 0.13.0 (PyPI) into $CACHE_DIR/py" >&2
+    python3 -m venv "$CACHE_DIR/py"
+    "$CACHE_DIR/py/bin/pip" install --quiet mcp-proxy==0.13.0
+  fi
+  if [[ ! -x $SUPERGATEWAY ]]; then
+    echo "bench.sh: installing supergateway 4.0.0 (npm) into $CACHE_DIR/node" >&2
+    mkdir -p "$CACHE_DIR/node"
+    (cd "$CACHE_DIR/node" && npm install --silent --no-audit --no-fund supergateway@4.0.0)
+  fi
+fi
 BIN="$ROOT/target/release/mcpvisor"
 LUA="$ROOT/benches/wrk/tools_call.lua"
 WORK="$(mktemp -d)"
@@ -96,20 +128,74 @@ start_mcpvisor stdio stdio
 start_mcpvisor http http
 start_mcpvisor cached stdio true
 
+# A peer NAME serving PATH on PORT, started by the rest of the arguments.
+start_peer() {
+  local name=$1 port=$2 path=$3; shift 3
+  "$@" >"$WORK/$name.log" 2>&1 & PIDS+=($!)
+  eval "${name//-/_}_PID=$!"
+  eval "${name//-/_}_PORT=$port"
+  eval "${name//-/_}_PATH=$path"
+  wait_port "$port" || { echo "bench.sh: $name did not listen; its log:" >&2; cat "$WORK/$name.log" >&2; exit 1; }
+}
+SIM_ARGS=(sim --stdio --unit-latency-ms 0)
+if (( PEERS )); then
+  port=$(free_port)
+  cat > "$WORK/rust-mcp-proxy.toml" <<EOT
+[proxy]
+name = "bench"
+separator = "/"
+[proxy.listen]
+host = "127.0.0.1"
+port = $port
+[[backends]]
+name = "asana"
+transport = "stdio"
+command = "$BIN"
+args = ["sim", "--stdio", "--unit-latency-ms", "0"]
+EOT
+  RUST_LOG=error start_peer rust-mcp-proxy "$port" / "$RUST_PROXY" --config "$WORK/rust-mcp-proxy.toml"
+  port=$(free_port)
+  start_peer py-mcp-proxy "$port" /mcp "$PY_PROXY" --host 127.0.0.1 --port "$port" --log-level ERROR -- "$BIN" "${SIM_ARGS[@]}"
+  port=$(free_port)
+  start_peer supergateway "$port" /mcp "$SUPERGATEWAY" --stdio "$BIN ${SIM_ARGS[*]}" --outputTransport streamableHttp \
+    --stateful --port "$port" --logLevel none
+fi
+
+# One call through a session at URL must answer with the tool's result.
+check_call() {
+  local name=$1 url=$2 tool=$3 sid reply
+  sid=$(session "$url")
+  for _ in $(seq 1 100); do
+    reply=$(curl -s "$url" -H 'content-type: application/json' -H 'accept: application/json, text/event-stream' \
+      -H "mcp-session-id: $sid" -H 'mcp-protocol-version: 2025-06-18' \
+      -d "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"$tool\",\"arguments\":{}}}")
+    grep -q '"result"' <<<"$reply" && ! grep -q '"isError":true' <<<"$reply" && return 0
+    sleep 0.1
+  done
+  echo "bench.sh: $name does not answer $tool: $reply" >&2; exit 1
+}
+
 ROWS=()
+declare -A RPS P50 CPU
 run() {
   local target=$1 era=$2 c=$3 port pid sid="" before after out
+  local path=/mcp tool=asana_list_workspaces
   case $target in
     direct) port=$SIM_PORT; pid=$SIM_PID ;;
     stdio) port=$stdio_PORT; pid=$stdio_PID ;;
     http) port=$http_PORT; pid=$http_PID ;;
     cached|bypass) port=$cached_PORT; pid=$cached_PID ;;
+    rust-mcp-proxy) port=$rust_mcp_proxy_PORT; pid=$rust_mcp_proxy_PID; path=$rust_mcp_proxy_PATH
+      tool=asana/asana_list_workspaces ;;
+    py-mcp-proxy) port=$py_mcp_proxy_PORT; pid=$py_mcp_proxy_PID; path=$py_mcp_proxy_PATH ;;
+    supergateway) port=$supergateway_PORT; pid=$supergateway_PID; path=$supergateway_PATH ;;
   esac
   local nocache=""
   [[ $target == bypass ]] && nocache=1
-  [[ $era == 2025 ]] && sid=$(session "http://127.0.0.1:$port/mcp")
+  [[ $era == 2025 ]] && sid=$(session "http://127.0.0.1:$port$path")
   before=$(cpu_ticks "$pid")
-  out=$(SESSION="$sid" NOCACHE="$nocache" wrk -t "$(( c < 2 ? 1 : 2 ))" -c "$c" -d "$DURATION" -s "$LUA" "http://127.0.0.1:$port/mcp" | grep '^RESULT')
+  out=$(SESSION="$sid" NOCACHE="$nocache" TOOL="$tool" wrk -t "$(( c < 2 ? 1 : 2 ))" -c "$c" -d "$DURATION" -s "$LUA" \
+    "http://127.0.0.1:$port$path" | grep '^RESULT')
   after=$(cpu_ticks "$pid")
   local req secs errs p50 p99 p999
   req=$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$out"); secs=$(sed -E 's/.*seconds=([0-9.]+).*/\1/' <<<"$out")
@@ -120,30 +206,78 @@ run() {
   rps=$(awk -v r="$req" -v s="$secs" 'BEGIN{printf "%.0f", r/s}')
   cpu=$(awk -v a="$after" -v b="$before" -v t="$TICK" -v r="$req" 'BEGIN{printf "%.3f", (a-b)/t*1000/r}')
   ROWS+=("| $target | $era | $c | $rps | $p50 | $p99 | $p999 | $cpu | $errs |")
+  RPS["$target/$era/$c"]=$rps; P50["$target/$era/$c"]=$p50; CPU["$target/$era/$c"]=$cpu
   echo "$target $era c=$c: $rps req/s p50 ${p50}us p99 ${p99}us p999 ${p999}us cpu ${cpu} ms/call errors $errs" >&2
 }
+
+check_call direct "http://127.0.0.1:$SIM_PORT/mcp" asana_list_workspaces
+check_call stdio "http://127.0.0.1:$stdio_PORT/mcp" asana_list_workspaces
+check_call http "http://127.0.0.1:$http_PORT/mcp" asana_list_workspaces
+PEER_TARGETS=()
+if (( PEERS )); then
+  check_call rust-mcp-proxy "http://127.0.0.1:$rust_mcp_proxy_PORT/" asana/asana_list_workspaces
+  check_call py-mcp-proxy "http://127.0.0.1:$py_mcp_proxy_PORT/mcp" asana_list_workspaces
+  check_call supergateway "http://127.0.0.1:$supergateway_PORT/mcp" asana_list_workspaces
+  PEER_TARGETS=(rust-mcp-proxy py-mcp-proxy supergateway)
+fi
 
 for c in 1 16 64; do
   for era in 2025 2026; do
     for target in direct stdio http cached bypass; do
       run "$target" "$era" "$c"
     done
+    if [[ $era == 2025 ]]; then
+      for target in "${PEER_TARGETS[@]}"; do run "$target" "$era" "$c"; done
+    fi
   done
 done
 
+# Ratios of one run: mcpvisor (stdio upstream, 2025 session) against the
+# direct upstream and against the Rust mcp-proxy.
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b > 0) printf "%.2f", a/b; else print "n/a" }'; }
+RATIOS=()
+for c in 1 16 64; do
+  for t in stdio http; do
+    line="- c=$c, mcpvisor \`$t\`: $(ratio "${RPS[$t/2025/$c]}" "${RPS[direct/2025/$c]}")× direct's req/s"
+    line+=", p50 $(( ${P50[$t/2025/$c]} - ${P50[direct/2025/$c]} )) µs above direct"
+    if (( PEERS )); then
+      line+="; $(ratio "${RPS[$t/2025/$c]}" "${RPS[rust-mcp-proxy/2025/$c]}")× the Rust mcp-proxy's req/s"
+      line+=" at $(ratio "${CPU[$t/2025/$c]}" "${CPU[rust-mcp-proxy/2025/$c]}")× its CPU per call"
+    fi
+    RATIOS+=("$line")
+  done
+done
+
+TABLE="$WORK/table.md"
 {
-  echo "# Performance"
-  echo
-  echo "The call path, measured by \`scripts/bench.sh\` (wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'), $DURATION per row, one run)"
+  echo "<!-- bench:begin (written by scripts/bench.sh; edit outside the markers) -->"
+  echo "The call path, measured by \`scripts/bench.sh --duration $DURATION\` (wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'), $DURATION per row, one run)"
   echo "on $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr), $(date -u +%Y-%m-%d)."
   echo "Every row is \`tools/call asana_list_workspaces\` with unique ids against the simulator answering"
   echo "at once; \`direct\` is the simulator's own HTTP server, \`stdio\` and \`http\` are mcpvisor in front"
   echo "of it; \`cached\` is \`stdio\` with the result cache on (every call after the first a hit), \`bypass\`"
-  echo "the same daemon with every call asking to go around the cache. Latencies in µs; CPU is the serving"
-  echo "process's user + system time per call."
+  echo "the same daemon with every call asking to go around the cache; \`rust-mcp-proxy\` (mcp-proxy 0.6.0,"
+  echo "crates.io), \`py-mcp-proxy\` (mcp-proxy 0.13.0, PyPI) and \`supergateway\` (4.0.0, npm) are peers in"
+  echo "front of the same stdio simulator. Latencies in µs; CPU is the serving process's user + system time"
+  echo "per call (the bridge only, not its upstream child)."
   echo
   echo "| target | era | clients | req/s | p50 | p99 | p99.9 | CPU ms/call | errors |"
   echo "|---|---|---|---|---|---|---|---|---|"
   printf '%s\n' "${ROWS[@]}"
-} > "$OUT"
+  echo
+  echo "Ratios in this run (2025 sessions):"
+  echo
+  printf '%s\n' "${RATIOS[@]}"
+  echo "<!-- bench:end -->"
+} > "$TABLE"
+printf '%s\n' "${RATIOS[@]}" >&2
+python3 - "$OUT" "$TABLE" <<'PY'
+import pathlib, re, sys
+out, table = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]).read_text()
+text = out.read_text() if out.exists() else "# Performance\n\n<!-- bench:begin -->\n<!-- bench:end -->\n"
+if "<!-- bench:begin" not in text:
+    text = text.rstrip("\n") + "\n\n<!-- bench:begin -->\n<!-- bench:end -->\n"
+text = re.sub(r"<!-- bench:begin.*?<!-- bench:end -->\n?", lambda _: table, text, flags=re.S)
+out.write_text(text)
+PY
 echo "bench.sh: wrote $OUT" >&2

@@ -13,7 +13,7 @@
 //! routes by.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use arc_swap::ArcSwap;
 use rmcp::model::{Tool, ToolAnnotations};
@@ -35,9 +35,10 @@ pub struct ToolEntry {
     pub manifest: Option<ToolManifest>,
     /// Replicas that offer it.
     pub providers: Vec<String>,
-    /// Compiled input schema (`None` when the schema does not compile; the
-    /// upstream then validates on its own).
-    validator: Option<jsonschema::Validator>,
+    /// Compiled input schema, compiled at the first call and shared with
+    /// the next table while the schema stays the same (`None` inside when
+    /// the schema does not compile; the upstream then validates on its own).
+    validator: Arc<OnceLock<Option<jsonschema::Validator>>>,
 }
 
 impl ToolEntry {
@@ -68,7 +69,10 @@ impl ToolEntry {
 
     /// Checks arguments against the input schema; returns every violation.
     pub fn validate(&self, args: &Value) -> Result<(), Vec<String>> {
-        let Some(v) = &self.validator else {
+        let compiled = self.validator.get_or_init(|| {
+            jsonschema::validator_for(&Value::Object((*self.tool.input_schema).clone())).ok()
+        });
+        let Some(v) = compiled else {
             return Ok(());
         };
         let errors: Vec<String> = v
@@ -281,6 +285,7 @@ impl Registry {
                 slot.2.push(service.clone());
             }
         }
+        let previous = self.table.load();
         let mut by_name = HashMap::new();
         let group_order = |g: &str| inputs.services.iter().position(|(_, group)| group == g);
         for (name, groups) in merged {
@@ -299,8 +304,14 @@ impl Registry {
                     _ => name.clone(),
                 };
                 tool.name = exposed.clone().into();
-                let validator =
-                    jsonschema::validator_for(&Value::Object((*tool.input_schema).clone())).ok();
+                // Compiling is the costly part of a table (a 10,000-tool
+                // list): it happens at a tool's first call, once per schema.
+                let validator = previous
+                    .by_name
+                    .get(&exposed)
+                    .filter(|e| e.tool.input_schema == tool.input_schema)
+                    .map(|e| Arc::clone(&e.validator))
+                    .unwrap_or_default();
                 by_name.insert(
                     exposed,
                     Arc::new(ToolEntry {
@@ -547,5 +558,39 @@ mod tests {
         assert_eq!(errs.len(), 1);
         assert!(errs[0].contains("/id"), "{errs:?}");
         assert!(t.get("get").unwrap().validate(&json!({})).is_err());
+    }
+
+    #[test]
+    fn compiled_validators_outlive_rebuilds_of_the_same_schema() {
+        let r = Registry::new();
+        r.add_service("a1", "asana", Some(manifest()));
+        let before = r.snapshot();
+        assert!(
+            before
+                .get("get")
+                .unwrap()
+                .validate(&json!({"id": "1"}))
+                .is_ok()
+        );
+        // Another replica joining rebuilds the table; the schema is the same.
+        r.add_service("a2", "asana", None);
+        let after = r.snapshot();
+        let (old, new) = (before.get("get").unwrap(), after.get("get").unwrap());
+        assert!(!Arc::ptr_eq(old, new));
+        assert!(Arc::ptr_eq(&old.validator, &new.validator));
+        assert!(new.validator.get().is_some(), "compiled once, kept");
+        // A live list with a different schema gets a fresh validator.
+        let mut live = tool_from_manifest(manifest().tool("get").unwrap());
+        live.input_schema = Arc::new(
+            json!({"type": "object", "required": ["gid"]})
+                .as_object()
+                .unwrap()
+                .clone(),
+        );
+        r.set_live_tools("a1", vec![live]);
+        let changed = r.snapshot();
+        let entry = changed.get("get").unwrap();
+        assert!(!Arc::ptr_eq(&entry.validator, &new.validator));
+        assert!(entry.validate(&json!({"id": "1"})).is_err());
     }
 }

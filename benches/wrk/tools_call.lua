@@ -1,9 +1,11 @@
--- wrk script: `tools/call asana_list_workspaces` with a unique JSON-RPC id
+-- wrk script: `tools/call` of TOOL (default asana_list_workspaces) with a unique JSON-RPC id
 -- per request, as a 2025 session (SESSION set) or a 2026-07-28 stateless
 -- client (no SESSION). Prints p50/p99/p999 in microseconds at the end.
 local session = os.getenv("SESSION") or ""
 -- NOCACHE set: every call asks to go around mcpvisor's result cache.
 local nocache = (os.getenv("NOCACHE") or "") ~= ""
+-- TOOL: the tool's name as the target spells it (peers namespace it).
+local tool = os.getenv("TOOL") or "asana_list_workspaces"
 local threads = {}
 local counter = 0
 local tid = 0
@@ -29,15 +31,15 @@ request = function()
     headers["Mcp-Session-Id"] = session
     headers["Mcp-Protocol-Version"] = "2025-06-18"
     if nocache then
-      params = '{"name":"asana_list_workspaces","arguments":{},"_meta":{"io.mcpvisor/noCache":true}}'
+      params = '{"name":"' .. tool .. '","arguments":{},"_meta":{"io.mcpvisor/noCache":true}}'
     else
-      params = '{"name":"asana_list_workspaces","arguments":{}}'
+      params = '{"name":"' .. tool .. '","arguments":{}}'
     end
   else
     headers["Mcp-Protocol-Version"] = "2026-07-28"
     headers["Mcp-Method"] = "tools/call"
-    headers["Mcp-Name"] = "asana_list_workspaces"
-    params = '{"name":"asana_list_workspaces","arguments":{},"_meta":{' ..
+    headers["Mcp-Name"] = tool
+    params = '{"name":"' .. tool .. '","arguments":{},"_meta":{' ..
       '"io.modelcontextprotocol/protocolVersion":"2026-07-28",' ..
       '"io.modelcontextprotocol/clientCapabilities":{}' ..
       (nocache and ',"io.mcpvisor/noCache":true' or '') .. '}}'

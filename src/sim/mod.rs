@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 
 use clap::Args;
 
-pub use server::SimServer;
+pub use server::{SimServer, extra_tools};
 
 /// `mcpvisor sim` options.
 #[derive(Debug, Clone, Args)]
@@ -45,6 +45,11 @@ pub struct SimOptions {
     /// `kill -9`, for counting executions across crashes and replicas.
     #[arg(long, value_name = "PATH", env = "SIM_EXEC_LOG")]
     pub exec_log: Option<std::path::PathBuf>,
+    /// Also offer this many synthetic read-only tools (`sim_extra_00001`,
+    /// ...), each answering with its own name: a large tool list for
+    /// benchmarks of the registry and `tools/list`.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub extra_tools: usize,
     #[command(flatten)]
     pub faults: faults::FaultOptions,
 }

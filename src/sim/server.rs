@@ -132,7 +132,8 @@ impl SimServer {
     /// A server over a freshly seeded workspace.
     pub fn new(opts: &SimOptions) -> anyhow::Result<Self> {
         let manifest = Manifest::parse(std::path::Path::new("builtin:asana"), MANIFEST)?;
-        let tools = manifest.tools.iter().map(tool_from_manifest).collect();
+        let mut tools: Vec<Tool> = manifest.tools.iter().map(tool_from_manifest).collect();
+        tools.extend(extra_tools(opts.extra_tools));
         let versions = if opts.protocols.is_empty() {
             ProtocolVersion::KNOWN_VERSIONS.to_vec()
         } else {
@@ -209,6 +210,33 @@ impl SimServer {
     pub fn faults(&self) -> &Arc<Faults> {
         &self.faults
     }
+}
+
+/// Names of the synthetic tools of `--extra-tools`.
+const EXTRA_TOOL_PREFIX: &str = "sim_extra_";
+
+/// The `n` synthetic tools of `--extra-tools`.
+pub fn extra_tools(n: usize) -> impl Iterator<Item = Tool> {
+    (1..=n).map(extra_tool)
+}
+
+/// Synthetic tool number `n`: read-only, one optional string argument.
+fn extra_tool(n: usize) -> Tool {
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": {"note": {"type": "string", "maxLength": 200}},
+        "additionalProperties": false,
+    });
+    let mut tool = Tool::default();
+    tool.name = format!("{EXTRA_TOOL_PREFIX}{n:05}").into();
+    tool.description = Some(format!("Synthetic tool {n}: answers with its own name.").into());
+    if let serde_json::Value::Object(schema) = schema {
+        tool.input_schema = Arc::new(schema);
+    }
+    let mut hints = rmcp::model::ToolAnnotations::default();
+    hints.read_only_hint = Some(true);
+    tool.annotations = Some(hints);
+    tool
 }
 
 impl ServerHandler for SimServer {
@@ -288,6 +316,12 @@ impl ServerHandler for SimServer {
                 format!("unknown tool `{}`", request.name),
                 None,
             ));
+        }
+        if request.name.starts_with(EXTRA_TOOL_PREFIX) {
+            self.stats.arrived();
+            self.stats.completed.fetch_add(1, Ordering::Relaxed);
+            let name = request.name.to_string();
+            return Ok(CallToolResult::success(vec![ContentBlock::text(name)]).into());
         }
         let n = self.stats.arrived();
         if let Some((tool, after)) = &self.hide
