@@ -21,6 +21,7 @@ use rmcp::model::JsonObject;
 use serde_json::Value;
 
 mod attempts;
+pub mod passthrough;
 
 use crate::cache::{CacheUse, ResultCache};
 use crate::directory::Directory;

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, Responder, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use actix_web_lab::sse;
 use mcpvisor_actors::drill::{
     DEFAULT_DURATION, DEFAULT_LOAD, DrillError, DrillEvent, DrillKind, DrillRequest, DrillTarget,
@@ -174,10 +174,5 @@ async fn start(
             }
         }
     });
-    Ok(sse::Sse::from_infallible_receiver(rx)
-        .with_keep_alive(state.heartbeat())
-        .customize()
-        .insert_header(("X-Accel-Buffering", "no"))
-        .respond_to(&req)
-        .map_into_boxed_body())
+    Ok(state.sse_response(rx, &req))
 }

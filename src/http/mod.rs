@@ -110,8 +110,21 @@ impl AppState {
         rx: tokio::sync::mpsc::Receiver<actix_web_lab::sse::Event>,
         req: &actix_web::HttpRequest,
     ) -> actix_web::HttpResponse {
+        let events = futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|event| (event, rx))
+        });
+        self.sse_stream(events, req)
+    }
+
+    /// A `text/event-stream` response of a stream of events: the one
+    /// builder of every SSE route (heartbeats, no proxy buffering).
+    fn sse_stream(
+        &self,
+        events: impl futures::Stream<Item = actix_web_lab::sse::Event> + 'static,
+        req: &actix_web::HttpRequest,
+    ) -> actix_web::HttpResponse {
         use actix_web::Responder;
-        actix_web_lab::sse::Sse::from_infallible_receiver(rx)
+        actix_web_lab::sse::Sse::from_infallible_stream(events)
             .with_keep_alive(self.heartbeat())
             .customize()
             .insert_header(("X-Accel-Buffering", "no"))

@@ -11,9 +11,9 @@
 
 pub mod breaker;
 pub mod call;
+pub mod forward;
 mod handle;
 mod probe;
-pub mod relay;
 mod retry;
 pub mod suspect;
 mod tools;

@@ -6,10 +6,11 @@
 //! it come back as a tool result with `isError: true` (the model can read
 //! those); a malformed request or an unknown tool is a JSON-RPC error.
 
+use super::jsonrpc;
 use std::sync::Arc;
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, Responder, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use actix_web_lab::sse;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -23,7 +24,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::super::AppState;
-use super::relay::log_severity;
+use super::forwarded::log_severity;
 use super::session::Session;
 use super::{Era, era, reply, rpc_error, rpc_result};
 
@@ -56,7 +57,12 @@ pub async fn tools_call(
     else {
         return reply(
             StatusCode::OK,
-            rpc_error(Some(&id), -32602, "tools/call needs a string `name`", None),
+            rpc_error(
+                Some(&id),
+                jsonrpc::INVALID_PARAMS,
+                "tools/call needs a string `name`",
+                None,
+            ),
         );
     };
     let arguments = match params.get("arguments") {
@@ -65,21 +71,34 @@ pub async fn tools_call(
         Some(_) => {
             return reply(
                 StatusCode::OK,
-                rpc_error(Some(&id), -32602, "`arguments` must be an object", None),
+                rpc_error(
+                    Some(&id),
+                    jsonrpc::INVALID_PARAMS,
+                    "`arguments` must be an object",
+                    None,
+                ),
             );
         }
     };
     let (caller, pinned) = match caller(&era, &params) {
         Ok(c) => c,
         Err(message) => {
-            return reply(StatusCode::OK, rpc_error(Some(&id), -32602, &message, None));
+            return reply(
+                StatusCode::OK,
+                rpc_error(Some(&id), jsonrpc::INVALID_PARAMS, &message, None),
+            );
         }
     };
     let table = state.registry.snapshot();
     let Some(entry) = table.get(&name).cloned() else {
         return reply(
             StatusCode::OK,
-            rpc_error(Some(&id), -32602, &format!("Unknown tool: {name}"), None),
+            rpc_error(
+                Some(&id),
+                jsonrpc::INVALID_PARAMS,
+                &format!("Unknown tool: {name}"),
+                None,
+            ),
         );
     };
     let client = super::super::guard::client_of(&req);
@@ -245,12 +264,7 @@ pub async fn tools_call(
         let data = sse::Data::new(super::wire(&body));
         let _ = tx.send(data.event("message").into()).await;
     });
-    sse::Sse::from_infallible_receiver(rx)
-        .with_keep_alive(state.heartbeat())
-        .customize()
-        .insert_header(("X-Accel-Buffering", "no"))
-        .respond_to(&req)
-        .map_into_boxed_body()
+    state.sse_response(rx, &req)
 }
 
 /// Renders one call event on the call's SSE stream: progress for the
@@ -370,7 +384,7 @@ fn answer(id: &Value, era: &Era, outcome: Outcome) -> (StatusCode, Value) {
         && let Some(code) = e.upstream_code
     {
         // MissingRequiredClientCapability is a 400 on HTTP (2026-07-28).
-        let status = if code == -32021 {
+        let status = if code == jsonrpc::MISSING_CLIENT_CAPABILITY {
             StatusCode::BAD_REQUEST
         } else {
             StatusCode::OK

@@ -1,6 +1,7 @@
 //! Which protocol era a request belongs to, and the rules each era's
 //! Streamable HTTP transport imposes on headers.
 
+use super::jsonrpc;
 use actix_web::http::StatusCode;
 use actix_web::{HttpMessage, HttpRequest};
 use base64::Engine as _;
@@ -52,7 +53,7 @@ impl Violation {
     fn header_mismatch(message: impl Into<String>) -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,
-            -32020,
+            jsonrpc::HEADER_MISMATCH,
             format!("Header mismatch: {}", message.into()),
         )
     }
@@ -83,7 +84,7 @@ pub fn check_stateless(
     let Some(version) = version else {
         return Err(Violation::new(
             StatusCode::BAD_REQUEST,
-            -32602,
+            jsonrpc::INVALID_PARAMS,
             format!("missing `_meta[\"{META_VERSION}\"]`"),
         ));
     };
@@ -100,7 +101,7 @@ pub fn check_stateless(
     if version != STATELESS {
         let mut v = Violation::new(
             StatusCode::BAD_REQUEST,
-            -32022,
+            jsonrpc::UNSUPPORTED_PROTOCOL_VERSION,
             "Unsupported protocol version",
         );
         v.data = Some(json!({"supported": supported(), "requested": version}));
@@ -109,7 +110,7 @@ pub fn check_stateless(
     if !meta.is_some_and(|m| m.get(META_CAPABILITIES).is_some_and(Value::is_object)) {
         return Err(Violation::new(
             StatusCode::BAD_REQUEST,
-            -32602,
+            jsonrpc::INVALID_PARAMS,
             format!("missing `_meta[\"{META_CAPABILITIES}\"]`"),
         ));
     }
@@ -161,7 +162,7 @@ pub fn check_session_header(req: &HttpRequest, negotiated: &str) -> Result<(), V
         Some(h) if !SESSION_ERAS.contains(&h.as_str()) => {
             let mut v = Violation::new(
                 StatusCode::BAD_REQUEST,
-                -32600,
+                jsonrpc::INVALID_REQUEST,
                 format!(
                     "MCP-Protocol-Version `{h}` is not a session revision (this session negotiated `{negotiated}`)"
                 ),
@@ -233,7 +234,7 @@ mod tests {
             .insert_header(("Mcp-Method", "tools/list"))
             .to_http_request();
         let v = check_stateless(&wrong, "tools/call", Some(&params())).unwrap_err();
-        assert_eq!((v.status.as_u16(), v.code), (400, -32020));
+        assert_eq!((v.status.as_u16(), v.code), (400, jsonrpc::HEADER_MISMATCH));
     }
 
     #[test]
@@ -241,7 +242,7 @@ mod tests {
         let req = TestRequest::default().to_http_request();
         let p = json!({"_meta": {META_VERSION: "1999-01-01", META_CAPABILITIES: {}}});
         let v = check_stateless(&req, "tools/list", Some(&p)).unwrap_err();
-        assert_eq!(v.code, -32022);
+        assert_eq!(v.code, jsonrpc::UNSUPPORTED_PROTOCOL_VERSION);
         assert_eq!(v.data.unwrap()["requested"], "1999-01-01");
     }
 }

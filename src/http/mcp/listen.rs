@@ -6,18 +6,18 @@
 //! subscribed to.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, Responder, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use actix_web_lab::sse;
 use std::sync::Arc;
 
 use mcpvisor_actors::catalog::{Capability, ResourceUpdate};
-use mcpvisor_actors::relay::{self, ResourceWatch};
+use mcpvisor_actors::passthrough::{self, ResourceWatch};
 use serde_json::{Map, Value, json};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 
 use super::super::AppState;
 use super::session::Session;
-use super::{era, reply, rpc_error};
+use super::{era, jsonrpc, reply, rpc_error};
 
 /// Resources one `subscriptions/listen` stream may watch; more are not
 /// honoured (the acknowledgement lists those that are).
@@ -49,12 +49,12 @@ pub async fn subscriptions_listen(
         .filter_map(Value::as_str)
         .take(MAX_RESOURCE_SUBSCRIPTIONS)
     {
-        let services = relay::service_names(&state.directory);
+        let services = passthrough::service_names(&state.directory);
         let catalog = state.registry.catalog();
         let able = catalog.with(&services, Capability::Subscribe);
         let mut owners = catalog.owners_of_uri(&services, uri);
         owners.retain(|s| able.contains(s));
-        match relay::watch(&state.registry, &state.directory, &owners, uri).await {
+        match passthrough::watch(&state.registry, &state.directory, &owners, uri).await {
             Ok(w) => watches.push(w),
             Err(e) => tracing::debug!(%uri, error = ?e, "resource subscription refused"),
         }
@@ -101,7 +101,7 @@ pub async fn get_stream(state: web::Data<AppState>, req: HttpRequest) -> HttpRes
     else {
         return reply(
             StatusCode::NOT_FOUND,
-            rpc_error(None, -32001, "Session not found", None),
+            rpc_error(None, jsonrpc::SESSION_NOT_FOUND, "Session not found", None),
         );
     };
     if !era::accepts_sse(&req) {
@@ -148,10 +148,55 @@ impl Resources {
     }
 }
 
-async fn send(tx: &mpsc::Sender<sse::Event>, message: Value) -> bool {
-    match sse::Data::new_json(message) {
-        Ok(d) => tx.send(d.event("message").into()).await.is_ok(),
-        Err(_) => true,
+/// What one change stream holds while it is open: no task and no channel
+/// of its own, only this state, polled by the connection that carries it
+/// (10,000 idle streams must stay cheap).
+struct Listener {
+    registry: Arc<mcpvisor_actors::Registry>,
+    updates: broadcast::Receiver<ResourceUpdate>,
+    first: Option<Value>,
+    change: Option<Value>,
+    resources: Option<Resources>,
+    seen: u64,
+    _open: mcpvisor_actors::metrics::StreamGuard,
+}
+
+impl Listener {
+    /// The next message for the client; `None` ends the stream.
+    async fn next(&mut self) -> Option<Value> {
+        if let Some(first) = self.first.take() {
+            return Some(first);
+        }
+        loop {
+            let registry = &self.registry;
+            let changed = registry.changed();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let now = registry.version();
+            if now != self.seen {
+                self.seen = now;
+                if let Some(c) = &self.change {
+                    return Some(c.clone());
+                }
+                continue;
+            }
+            tokio::select! {
+                () = changed => {}
+                update = self.updates.recv(), if self.resources.is_some() => match update {
+                    Ok(u) => {
+                        if let Some(r) = &self.resources
+                            && r.wants(&u)
+                        {
+                            return Some(r.notification(&u));
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::debug!(missed = n, "resource updates dropped for a slow stream");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+            }
+        }
     }
 }
 
@@ -162,56 +207,24 @@ fn stream(
     change: Option<Value>,
     resources: Option<Resources>,
 ) -> HttpResponse {
-    let (tx, rx) = mpsc::channel::<sse::Event>(16);
     let registry = state.registry.clone();
-    let mut updates = registry.catalog().updates();
-    let open = state.metrics.stream_opened("mcp_listen");
-    actix_web::rt::spawn(async move {
-        let _open = open;
-        if let Some(first) = first
-            && !send(&tx, first).await
-        {
-            return;
-        }
-        let mut seen = registry.version();
+    let listener = Listener {
+        updates: registry.catalog().updates(),
+        seen: registry.version(),
+        registry,
+        first,
+        change,
+        resources,
+        _open: state.metrics.stream_opened("mcp_listen"),
+    };
+    // The client leaving drops the stream, and the listener with it.
+    let events = futures::stream::unfold(listener, |mut listener| async move {
         loop {
-            let changed = registry.changed();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            let now = registry.version();
-            if now != seen {
-                seen = now;
-                if let Some(c) = &change
-                    && !send(&tx, c.clone()).await
-                {
-                    return;
-                }
-                continue;
-            }
-            tokio::select! {
-                () = changed => {}
-                update = updates.recv(), if resources.is_some() => match update {
-                    Ok(u) => {
-                        if let Some(r) = &resources
-                            && r.wants(&u)
-                            && !send(&tx, r.notification(&u)).await
-                        {
-                            return;
-                        }
-                    }
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::debug!(missed = n, "resource updates dropped for a slow stream");
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return,
-                },
-                () = tx.closed() => return,
+            let message = listener.next().await?;
+            if let Ok(data) = sse::Data::new_json(message) {
+                return Some((sse::Event::from(data.event("message")), listener));
             }
         }
     });
-    sse::Sse::from_infallible_receiver(rx)
-        .with_keep_alive(state.heartbeat())
-        .customize()
-        .insert_header(("X-Accel-Buffering", "no"))
-        .respond_to(req)
-        .map_into_boxed_body()
+    state.sse_stream(events, req)
 }

@@ -10,8 +10,9 @@
 
 mod calls;
 pub mod era;
+mod forwarded;
+pub mod jsonrpc;
 mod listen;
-mod relay;
 mod session;
 
 use actix_web::http::StatusCode;
@@ -20,6 +21,7 @@ use mcpvisor_actors::stream::AskError;
 use rmcp::model::{Implementation, InitializeResult, ServerCapabilities};
 use serde_json::{Map, Value, json};
 
+pub use jsonrpc::{rpc_error, rpc_result};
 pub use session::Sessions;
 
 use super::AppState;
@@ -33,20 +35,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(listen::get_stream))
             .route(web::delete().to(delete)),
     );
-}
-
-/// A JSON-RPC reply body.
-pub fn rpc_result(id: &Value, result: Value) -> Value {
-    json!({"jsonrpc": "2.0", "id": id, "result": result})
-}
-
-/// A JSON-RPC error body.
-pub fn rpc_error(id: Option<&Value>, code: i32, message: &str, data: Option<Value>) -> Value {
-    let mut error = json!({"code": code, "message": message});
-    if let Some(d) = data {
-        error["data"] = d;
-    }
-    json!({"jsonrpc": "2.0", "id": id.cloned().unwrap_or(Value::Null), "error": error})
 }
 
 /// How an id that JSON numbers in memory cannot hold exactly (an integer
@@ -140,7 +128,12 @@ async fn batch(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -
     let refuse = |message: &str| {
         reply(
             StatusCode::BAD_REQUEST,
-            rpc_error(None, -32600, &format!("Invalid Request: {message}"), None),
+            rpc_error(
+                None,
+                jsonrpc::INVALID_REQUEST,
+                &format!("Invalid Request: {message}"),
+                None,
+            ),
         )
     };
     let session = era::header(&req, "mcp-session-id")
@@ -153,7 +146,12 @@ async fn batch(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -
         Err(e) => {
             return reply(
                 StatusCode::BAD_REQUEST,
-                rpc_error(None, -32700, &format!("Parse error: {e}"), None),
+                rpc_error(
+                    None,
+                    jsonrpc::PARSE_ERROR,
+                    &format!("Parse error: {e}"),
+                    None,
+                ),
             );
         }
     };
@@ -172,7 +170,7 @@ async fn batch(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -
             if initialize {
                 let e = rpc_error(
                     None,
-                    -32600,
+                    jsonrpc::INVALID_REQUEST,
                     "Invalid Request: initialize cannot be part of a batch",
                     None,
                 );
@@ -215,7 +213,12 @@ async fn post_one(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes
         Err(e) => {
             return reply(
                 StatusCode::BAD_REQUEST,
-                rpc_error(None, -32700, &format!("Parse error: {e}"), None),
+                rpc_error(
+                    None,
+                    jsonrpc::PARSE_ERROR,
+                    &format!("Parse error: {e}"),
+                    None,
+                ),
             );
         }
     };
@@ -227,7 +230,12 @@ async fn post_one(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes
         };
         return reply(
             StatusCode::BAD_REQUEST,
-            rpc_error(None, -32600, &format!("Invalid Request: {what}"), None),
+            rpc_error(
+                None,
+                jsonrpc::INVALID_REQUEST,
+                &format!("Invalid Request: {what}"),
+                None,
+            ),
         );
     };
     if message.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
@@ -235,7 +243,7 @@ async fn post_one(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes
             StatusCode::BAD_REQUEST,
             rpc_error(
                 message.get("id"),
-                -32600,
+                jsonrpc::INVALID_REQUEST,
                 "Invalid Request: jsonrpc must be \"2.0\"",
                 None,
             ),
@@ -255,7 +263,7 @@ async fn post_one(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes
                 StatusCode::BAD_REQUEST,
                 rpc_error(
                     None,
-                    -32600,
+                    jsonrpc::INVALID_REQUEST,
                     "Invalid Request: id must be a string or a number",
                     None,
                 ),
@@ -270,7 +278,12 @@ async fn post_one(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes
     if params.as_ref().is_some_and(|p| !p.is_object()) {
         return reply(
             StatusCode::BAD_REQUEST,
-            rpc_error(id.as_ref(), -32602, "params must be an object", None),
+            rpc_error(
+                id.as_ref(),
+                jsonrpc::INVALID_PARAMS,
+                "params must be an object",
+                None,
+            ),
         );
     }
     let Some(method) = method else {
@@ -280,7 +293,12 @@ async fn post_one(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes
         } else {
             reply(
                 StatusCode::BAD_REQUEST,
-                rpc_error(id.as_ref(), -32600, "Invalid Request: no method", None),
+                rpc_error(
+                    id.as_ref(),
+                    jsonrpc::INVALID_REQUEST,
+                    "Invalid Request: no method",
+                    None,
+                ),
             )
         };
     };
@@ -291,7 +309,7 @@ async fn post_one(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes
             StatusCode::NOT_FOUND,
             rpc_error(
                 id.as_ref(),
-                -32601,
+                jsonrpc::METHOD_NOT_FOUND,
                 "Method not found: initialize (2026-07-28 is stateless; use server/discover)",
                 None,
             ),
@@ -302,7 +320,12 @@ async fn post_one(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes
             Some(id) => initialize(&state, &req, &id, params.as_ref()),
             None => reply(
                 StatusCode::BAD_REQUEST,
-                rpc_error(None, -32600, "initialize needs an id", None),
+                rpc_error(
+                    None,
+                    jsonrpc::INVALID_REQUEST,
+                    "initialize needs an id",
+                    None,
+                ),
             ),
         };
     }
@@ -322,7 +345,7 @@ async fn post_one(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes
                         StatusCode::NOT_FOUND,
                         rpc_error(
                             id.as_ref(),
-                            -32001,
+                            jsonrpc::SESSION_NOT_FOUND,
                             "Session not found: initialize again",
                             None,
                         ),
@@ -343,7 +366,7 @@ async fn post_one(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes
                 StatusCode::BAD_REQUEST,
                 rpc_error(
                     id.as_ref(),
-                    -32600,
+                    jsonrpc::INVALID_REQUEST,
                     "Bad Request: no Mcp-Session-Id (initialize first) and no 2026-07-28 _meta",
                     None,
                 ),
@@ -378,7 +401,10 @@ fn answer(state: &AppState, req: &HttpRequest, message: &Map<String, Value>) -> 
     if let (Some(session), Some(id)) = (session, id) {
         let outcome = match message.get("error") {
             Some(e) => Err(AskError {
-                code: e.get("code").and_then(Value::as_i64).unwrap_or(-32603) as i32,
+                code: e
+                    .get("code")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(i64::from(jsonrpc::INTERNAL_ERROR)) as i32,
                 message: e
                     .get("message")
                     .and_then(Value::as_str)
@@ -453,12 +479,12 @@ async fn dispatch(
             StatusCode::NOT_FOUND,
             rpc_error(
                 Some(&id),
-                -32601,
+                jsonrpc::METHOD_NOT_FOUND,
                 &format!("Method not found: {method} (not part of 2026-07-28)"),
                 None,
             ),
         ),
-        m if relay::handles(m) => relay::dispatch(state, era, id, m, params).await,
+        m if forwarded::handles(m) => forwarded::dispatch(state, era, id, m, params).await,
         _ => {
             // 2026-07-28 wants 404 for an unknown method; older eras 200.
             let status = if stateless {
@@ -470,7 +496,7 @@ async fn dispatch(
                 status,
                 rpc_error(
                     Some(&id),
-                    -32601,
+                    jsonrpc::METHOD_NOT_FOUND,
                     &format!("Method not found: {method}"),
                     None,
                 ),
@@ -527,7 +553,7 @@ fn initialize(
             Err(e) => {
                 return reply(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    rpc_error(Some(id), -32603, &e.to_string(), None),
+                    rpc_error(Some(id), jsonrpc::INTERNAL_ERROR, &e.to_string(), None),
                 );
             }
         };
@@ -568,7 +594,7 @@ async fn delete(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
         }
         Some(_) => reply(
             StatusCode::NOT_FOUND,
-            rpc_error(None, -32001, "Session not found", None),
+            rpc_error(None, jsonrpc::SESSION_NOT_FOUND, "Session not found", None),
         ),
         None => HttpResponse::MethodNotAllowed()
             .insert_header(("Allow", "POST"))

@@ -11,8 +11,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use std::collections::HashMap;
+
 use dashmap::DashMap;
-use mcpvisor_actors::relay::ResourceWatch;
+use mcpvisor_actors::passthrough::ResourceWatch;
 use mcpvisor_actors::stream::AskError;
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -29,12 +31,12 @@ pub struct Session {
     pub client_capabilities: Value,
     created: Instant,
     last_seen_ms: AtomicU64,
-    in_flight: DashMap<String, CancellationToken>,
+    in_flight: Keyed<CancellationToken>,
     /// Requests sent to the client on behalf of an upstream, by JSON-RPC id.
-    asks: DashMap<String, oneshot::Sender<Result<Value, AskError>>>,
+    asks: Keyed<oneshot::Sender<Result<Value, AskError>>>,
     next_ask: AtomicU64,
     /// Resources the client subscribed to, by URI; ended with the session.
-    watches: DashMap<String, ResourceWatch>,
+    watches: Keyed<ResourceWatch>,
     /// The lowest log level the client wants (`logging/setLevel`).
     log_level: std::sync::Mutex<Option<String>>,
 }
@@ -76,7 +78,7 @@ impl Session {
     /// [`Session::expect_answer`]; false if nothing waits for that id.
     pub fn answer(&self, id: &str, outcome: Result<Value, AskError>) -> bool {
         match self.asks.remove(id) {
-            Some((_, reply)) => reply.send(outcome).is_ok(),
+            Some(reply) => reply.send(outcome).is_ok(),
             None => false,
         }
     }
@@ -97,8 +99,8 @@ impl Session {
     /// Ends everything the session holds: its resource subscriptions and the
     /// requests it was asked on an upstream's behalf.
     pub fn close(&self) {
-        self.watches.clear();
-        self.asks.clear();
+        drop(self.watches.take());
+        drop(self.asks.take());
     }
 
     /// Keeps a resource subscription for the session's life (or until
@@ -115,13 +117,12 @@ impl Session {
     /// Whether the session watches `uri` on `service`.
     pub fn watching(&self, service: &str, uri: &str) -> bool {
         self.watches
-            .get(uri)
-            .is_some_and(|w| w.service() == service)
+            .with(uri, |w| w.is_some_and(|w| w.service() == service))
     }
 
     /// Whether the session watches `uri` at all.
     pub fn watches(&self, uri: &str) -> bool {
-        self.watches.contains_key(uri)
+        self.watches.with(uri, |w| w.is_some())
     }
 
     /// Drops a request the client never answered.
@@ -132,12 +133,45 @@ impl Session {
     /// Cancels a call by its JSON-RPC id; false if it is not running.
     pub fn cancel(&self, request_id: &str) -> bool {
         match self.in_flight.remove(request_id) {
-            Some((_, token)) => {
+            Some(token) => {
                 token.cancel();
                 true
             }
             None => false,
         }
+    }
+}
+
+/// A small table of one session's things by id. Sessions are many (10,000
+/// idle ones must stay cheap) and each table is touched by one client's
+/// requests: a mutex over a map that allocates only when used, not a sharded
+/// concurrent map per table.
+#[derive(Debug)]
+struct Keyed<V>(std::sync::Mutex<HashMap<String, V>>);
+
+impl<V> Default for Keyed<V> {
+    fn default() -> Self {
+        Self(std::sync::Mutex::new(HashMap::new()))
+    }
+}
+
+impl<V> Keyed<V> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, V>> {
+        // Every change is one insert or remove: nothing half-done to fear.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    fn insert(&self, key: String, value: V) {
+        self.lock().insert(key, value);
+    }
+    fn remove(&self, key: &str) -> Option<V> {
+        self.lock().remove(key)
+    }
+    fn with<R>(&self, key: &str, f: impl FnOnce(Option<&V>) -> R) -> R {
+        f(self.lock().get(key))
+    }
+    /// Everything, leaving the table empty (dropped outside the lock).
+    fn take(&self) -> HashMap<String, V> {
+        std::mem::take(&mut *self.lock())
     }
 }
 
@@ -198,10 +232,10 @@ impl Sessions {
             client_capabilities,
             created: Instant::now(),
             last_seen_ms: AtomicU64::new(0),
-            in_flight: DashMap::new(),
-            asks: DashMap::new(),
+            in_flight: Keyed::default(),
+            asks: Keyed::default(),
             next_ask: AtomicU64::new(0),
-            watches: DashMap::new(),
+            watches: Keyed::default(),
             log_level: std::sync::Mutex::new(None),
         });
         self.map.insert(id.clone(), session.clone());
@@ -230,8 +264,8 @@ impl Sessions {
     pub fn remove(&self, id: &str) -> bool {
         match self.map.remove(id) {
             Some((_, s)) => {
-                for entry in s.in_flight.iter() {
-                    entry.value().cancel();
+                for token in s.in_flight.take().into_values() {
+                    token.cancel();
                 }
                 s.close();
                 true

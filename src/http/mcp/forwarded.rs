@@ -3,11 +3,12 @@
 //! service offers or forwarded to the service that owns the resource,
 //! template or prompt named in the request.
 
+use super::jsonrpc;
 use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
 use actix_web::web;
 use mcpvisor_actors::catalog::Capability;
-use mcpvisor_actors::relay::{self, RelayError};
+use mcpvisor_actors::passthrough::{self, RelayError};
 use rmcp::model::ClientRequest;
 use serde_json::{Map, Value, json};
 
@@ -40,7 +41,7 @@ pub async fn dispatch(
     let stateless = matches!(era, Era::Stateless);
     // Services that are down (past their grace period) are not listed or
     // routed to; their catalog entries come back with them.
-    let services: Vec<String> = relay::service_names(&state.directory)
+    let services: Vec<String> = passthrough::service_names(&state.directory)
         .into_iter()
         .filter(|n| state.directory.get(n).is_some_and(|h| h.listable()))
         .collect();
@@ -80,7 +81,7 @@ pub async fn dispatch(
                 let able = catalog.with(&services, Capability::Subscribe);
                 let mut owners = catalog.owners_of_uri(&services, &uri);
                 owners.retain(|s| able.contains(s));
-                match relay::watch(&state.registry, &state.directory, &owners, &uri).await {
+                match passthrough::watch(&state.registry, &state.directory, &owners, &uri).await {
                     Ok(watch) => session.add_watch(watch),
                     Err(e) => return relay_error(&id, e),
                 }
@@ -97,7 +98,7 @@ pub async fn dispatch(
                     StatusCode::OK,
                     rpc_error(
                         Some(&id),
-                        -32602,
+                        jsonrpc::INVALID_PARAMS,
                         &format!("Resource not found: {uri}"),
                         Some(json!({"uri": uri})),
                     ),
@@ -164,7 +165,7 @@ pub async fn dispatch(
                 StatusCode::OK,
                 rpc_error(
                     Some(&id),
-                    -32601,
+                    jsonrpc::METHOD_NOT_FOUND,
                     &format!("Method not found: {method}"),
                     None,
                 ),
@@ -175,7 +176,7 @@ pub async fn dispatch(
         Ok(r) => r,
         Err(e) => return invalid(&id, &e),
     };
-    match relay::forward(&state.directory, &candidates, request, &what).await {
+    match passthrough::forward(&state.directory, &candidates, request, &what).await {
         Ok(result) => {
             let mut value = serde_json::to_value(&result).unwrap_or_else(|_| json!({}));
             // 2026-07-28 reads carry caching hints; a session-era upstream
@@ -207,7 +208,7 @@ fn relay_error(id: &Value, e: RelayError) -> HttpResponse {
                 StatusCode::OK,
                 rpc_error(
                     Some(id),
-                    -32603,
+                    jsonrpc::INTERNAL_ERROR,
                     &e.to_string(),
                     Some(body["error"].clone()),
                 ),
@@ -234,7 +235,10 @@ pub fn log_severity(level: &str) -> Option<u8> {
 }
 
 fn invalid(id: &Value, message: &str) -> HttpResponse {
-    reply(StatusCode::OK, rpc_error(Some(id), -32602, message, None))
+    reply(
+        StatusCode::OK,
+        rpc_error(Some(id), jsonrpc::INVALID_PARAMS, message, None),
+    )
 }
 
 /// The request to send upstream: the client's params without the

@@ -13,11 +13,11 @@ use std::sync::Arc;
 use rmcp::model::{ClientRequest, ServerResult};
 use tokio::sync::oneshot;
 
+use super::best_first;
 use crate::directory::Directory;
 use crate::error::{CallError, ErrorCategory};
 use crate::registry::Registry;
-use crate::router::best_first;
-pub use crate::service::relay::{Forward, RelayError, Watch};
+pub use crate::service::forward::{Forward, RelayError, Watch};
 
 /// Names of every configured service, in config order.
 pub fn service_names(directory: &Directory) -> Vec<String> {
