@@ -73,11 +73,7 @@ fn a_repeated_read_is_a_hit_whatever_its_key_order() {
     assert_eq!(stats["misses"], 1, "{stats}");
     assert_eq!(stats["entries"], 1, "{stats}");
     assert!(stats["bytes"].as_u64() > Some(0), "{stats}");
-    let metrics = client()
-        .get(d.url("/metrics"))
-        .send()
-        .and_then(|r| r.text())
-        .unwrap();
+    let metrics = d.metrics_text();
     assert!(
         metrics.contains(r#"mcpvisor_cache_lookups_total{group="asana",outcome="hit"} 1"#),
         "{metrics}"
@@ -200,11 +196,7 @@ fn results_expire_and_stay_within_their_bounds_and_errors_are_not_kept() {
     let stats = cache_stats(&d);
     assert!(stats["entries"].as_u64() <= Some(2), "{stats}");
     assert!(stats["evictions"].as_u64() >= Some(1), "{stats}");
-    let metrics = client()
-        .get(d.url("/metrics"))
-        .send()
-        .and_then(|r| r.text())
-        .unwrap();
+    let metrics = d.metrics_text();
     assert!(
         metrics.contains("mcpvisor_cache_evictions_total"),
         "{metrics}"

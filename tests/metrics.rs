@@ -82,12 +82,7 @@ fn metrics_parse_as_prometheus_text_and_count_what_happened() {
     // Running totals are typed as counters, so rate() and increase() work
     // (the parser leaves OpenMetrics `_total` samples untyped; the TYPE
     // lines say it).
-    let text = client()
-        .get(d.url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let text = d.metrics_text();
     for family in [
         "mcpvisor_service_restarts",
         "mcpvisor_service_breaker_opened",

@@ -198,6 +198,15 @@ impl Daemon {
         daemon
     }
 
+    /// The `/metrics` page as text.
+    pub fn metrics_text(&self) -> String {
+        client()
+            .get(self.url("/metrics"))
+            .send()
+            .and_then(|r| r.text())
+            .expect("GET /metrics")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
