@@ -30,6 +30,7 @@ fn peers() -> Option<PathBuf> {
         ".venv-mcp1/bin/python",
         ".venv-mcp2/bin/python",
         ".venv-mcp2/bin/mcp-server-time",
+        "node_modules/@modelcontextprotocol/sdk/dist/esm/client/sse.js",
         INSPECTOR,
     ];
     let missing: Vec<_> = needed.iter().filter(|p| !dir.join(p).exists()).collect();
@@ -556,34 +557,8 @@ fn mcp_inspector_cli_lists_calls_and_reads() {
 #[test]
 fn python_clients_cancel_a_call_and_the_upstream_stops_it() {
     let Some(peers) = peers() else { return };
-    // One HTTP replica, slow enough per step for a cancellation to land
-    // mid-call; its /sim/stats counts calls cancelled by the client.
-    let d = Daemon::start(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-[[services]]
-name = "web"
-transport = "streamable_http"
-command = "@self"
-args = ["sim", "--http", "127.0.0.1:{port}", "--unit-latency-ms", "50"]
-url = "http://127.0.0.1:{port}/mcp"
-manifest = "builtin:asana"
-"#,
-    );
-    let stats_url = d.service("web")["endpoint"]
-        .as_str()
-        .unwrap()
-        .replace("/mcp", "/sim/stats");
-    let cancelled = |_: &Daemon| -> u64 {
-        let stats: Value = common::client()
-            .get(&stats_url)
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        stats["cancelled"].as_u64().unwrap_or(0)
-    };
+    let (d, stats_url) = web_replica(50);
+    let cancelled = |_: &Daemon| cancelled_calls(&stats_url);
     let url = d.url("/mcp");
     let args = json!({"project_id": PROJECT}).to_string();
     let cancel = [("MCP_CANCEL_AFTER_PROGRESS", "2")];
@@ -613,4 +588,104 @@ manifest = "builtin:asana"
             |d| cancelled(d) > n as u64,
         );
     }
+}
+
+/// A daemon in front of one HTTP replica, slow enough per step
+/// (`unit_latency_ms`) for a cancellation to land mid-call, and the URL of
+/// the replica's `/sim/stats` (which counts calls cancelled by the client).
+fn web_replica(unit_latency_ms: u64) -> (Daemon, String) {
+    let d = Daemon::start(&format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[[services]]
+name = "web"
+transport = "streamable_http"
+command = "@self"
+args = ["sim", "--http", "127.0.0.1:{{port}}", "--unit-latency-ms", "{unit_latency_ms}"]
+url = "http://127.0.0.1:{{port}}/mcp"
+manifest = "builtin:asana"
+"#
+    ));
+    let stats_url = d.service("web")["endpoint"]
+        .as_str()
+        .unwrap()
+        .replace("/mcp", "/sim/stats");
+    (d, stats_url)
+}
+
+/// Calls the replica behind `stats_url` saw cancelled by its client.
+fn cancelled_calls(stats_url: &str) -> u64 {
+    let stats: Value = common::client()
+        .get(stats_url)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    stats["cancelled"].as_u64().unwrap_or(0)
+}
+
+/// Runs the TypeScript SDK's `SSEClientTransport` client against `url`.
+fn ts_sse_client(peers: &Path, env: &[(&str, &str)], args: &[&str]) -> String {
+    let out = Command::new(peers.join("node_modules/.bin/node"))
+        .arg(peers.join("clients/ts_sse_client.mjs"))
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(peers)
+        .output()
+        .expect("run the TypeScript client");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "ts_sse_client failed: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn legacy_sse_clients_list_call_with_progress_and_cancel() {
+    let Some(peers) = peers() else { return };
+    // The 2024-11-05 HTTP+SSE transport, as the Python SDK's `sse_client`
+    // and the TypeScript SDK's `SSEClientTransport` speak it.
+    let (d, stats_url) = web_replica(5);
+    let url = d.url("/sse");
+    let args = json!({"project_id": PROJECT}).to_string();
+    let sse = [("MCP_TRANSPORT", "sse")];
+    let python = |env: &[(&str, &str)]| {
+        let env: Vec<_> = sse.iter().chain(env).copied().collect();
+        python_client(
+            &peers,
+            ".venv-mcp1",
+            "mcp1_client.py",
+            &env,
+            &[&url, "asana_get_project_hierarchy", &args],
+        )
+    };
+    let typescript = |env: &[(&str, &str)]| {
+        ts_sse_client(&peers, env, &[&url, "asana_get_project_hierarchy", &args])
+    };
+    for (n, client) in [&python as &dyn Fn(&[(&str, &str)]) -> String, &typescript]
+        .into_iter()
+        .enumerate()
+    {
+        let out = client(&[]);
+        assert!(out.contains("tools(42):"), "{out}");
+        progress_then_result(&out, 100);
+        assert!(out.contains("Website Redesign"), "{out}");
+
+        let out = client(&[("MCP_CANCEL_AFTER_PROGRESS", "2")]);
+        assert!(out.contains("cancelled"), "{out}");
+        assert!(!out.contains("completed before"), "{out}");
+        d.wait_until(
+            "the upstream to stop the call",
+            std::time::Duration::from_secs(10),
+            |_| cancelled_calls(&stats_url) > n as u64,
+        );
+    }
+    // Each stream's end ended its session.
+    d.wait_until("sessions to end", std::time::Duration::from_secs(10), |d| {
+        d.get("/api/services").1["mcpSessions"] == 0
+    });
 }

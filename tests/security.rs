@@ -255,9 +255,16 @@ tools = {{ allow = ["asana_get_*"] }}
 #[test]
 fn foreign_origins_and_hosts_are_refused_on_every_route() {
     let d = Daemon::start(&with_server("", &sim_service("")));
-    let routes = ["/mcp", "/api/mcp/stream", "/api/services", "/metrics"];
+    let routes = [
+        "/mcp",
+        "/api/mcp/stream",
+        "/api/services",
+        "/metrics",
+        "/sse",
+        "/message",
+    ];
     for path in routes {
-        let post = matches!(path, "/mcp" | "/api/mcp/stream");
+        let post = matches!(path, "/mcp" | "/api/mcp/stream" | "/message");
         let req = |h: (&str, &str)| {
             let r = if post {
                 client().post(d.url(path)).json(&json!({}))
@@ -842,4 +849,54 @@ scopes = ["call", "read"]
     };
     assert_eq!(ping(CLIENT_TOKEN), 200);
     assert_eq!(ping(other), 404, "another client used the session");
+
+    // So does a stream of the HTTP+SSE transport, and nobody without a
+    // token opens one.
+    let open = |token: Option<&str>| {
+        let mut r = client().get(d.url("/sse"));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send().unwrap()
+    };
+    assert_eq!(open(None).status().as_u16(), 401);
+    let stream = open(Some(CLIENT_TOKEN));
+    assert_eq!(stream.status().as_u16(), 200);
+    let mut lines = BufReader::new(stream).lines();
+    let endpoint = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| l.strip_prefix("data: ").map(str::to_owned))
+        .expect("an endpoint event");
+    assert!(endpoint.starts_with("/message?sessionId="), "{endpoint}");
+    let post = |token: Option<&str>| {
+        let mut r = client().post(d.url(&endpoint));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.json(
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2024-11-05", "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"}}}),
+        )
+        .send()
+        .unwrap()
+        .status()
+        .as_u16()
+    };
+    assert_eq!(post(None), 401);
+    assert_eq!(
+        post(Some(other)),
+        404,
+        "another client posted to the stream"
+    );
+    assert_eq!(post(Some(CLIENT_TOKEN)), 202);
+    let answer = lines
+        .map_while(Result::ok)
+        .find_map(|l| l.strip_prefix("data: ").map(str::to_owned))
+        .expect("the initialize answer on the stream");
+    assert!(
+        answer.contains("\"protocolVersion\":\"2024-11-05\""),
+        "{answer}"
+    );
 }

@@ -43,6 +43,8 @@ pub struct AppState {
     pub server: Arc<ServerConfig>,
     /// Legacy MCP sessions.
     pub sessions: Arc<mcp::Sessions>,
+    /// Streams of clients on the HTTP+SSE transport.
+    pub legacy_links: Arc<mcp::Links>,
     /// Drills against this daemon, one at a time.
     pub drills: Arc<mcpvisor_actors::drill::Drills>,
     /// Host, Origin, authentication and per-client limits.
@@ -75,6 +77,7 @@ impl AppState {
             server.max_sessions,
         ));
         mcp::Sessions::sweep(&sessions);
+        let legacy_links = Arc::new(mcp::Links::new(server.max_sessions));
         Self {
             router,
             supervisor,
@@ -83,6 +86,7 @@ impl AppState {
             registry,
             directory,
             server: Arc::new(server),
+            legacy_links,
             sessions,
             drills: Arc::default(),
             guard: Arc::new(guard),

@@ -176,7 +176,12 @@ pub fn check_session_header(req: &HttpRequest, negotiated: &str) -> Result<(), V
 
 /// A header as text.
 pub fn header(req: &HttpRequest, name: &str) -> Option<String> {
-    req.headers().get(name)?.to_str().ok().map(str::to_owned)
+    header_of(req.headers(), name)
+}
+
+/// A header of a request or response as text.
+pub fn header_of(headers: &actix_web::http::header::HeaderMap, name: &str) -> Option<String> {
+    headers.get(name)?.to_str().ok().map(str::to_owned)
 }
 
 /// Decodes a header value that may use the `=?base64?...?=` form.
@@ -195,8 +200,28 @@ fn decode(v: &str) -> Option<String> {
 
 /// Whether the client accepts an SSE response.
 pub fn accepts_sse(req: &HttpRequest) -> bool {
+    if req.extensions().get::<Framed>().is_some() {
+        return true;
+    }
     req.extensions().get::<JsonOnly>().is_none()
         && header(req, "accept").is_some_and(|a| a.contains("text/event-stream"))
+}
+
+/// The legacy session a request belongs to: its `Mcp-Session-Id`, or the
+/// session of the HTTP+SSE stream it was posted to.
+pub fn session_id(req: &HttpRequest) -> Option<String> {
+    if let Some(framed) = req.extensions().get::<Framed>() {
+        return framed.session.clone();
+    }
+    header(req, "mcp-session-id")
+}
+
+/// Marks a message posted on the HTTP+SSE transport: it belongs to that
+/// stream's session (if `initialize` made one yet), and whatever answers it
+/// is re-framed onto that stream, so streamed answers are always welcome.
+#[derive(Debug, Clone)]
+pub struct Framed {
+    pub session: Option<String>,
 }
 
 /// Marks a request whose answers must be JSON, never a stream (the

@@ -90,7 +90,7 @@ pub async fn subscriptions_listen(
 /// `GET /mcp`: the server-to-client stream of a legacy session: tool list
 /// changes, and updates of the resources the session subscribed to.
 pub async fn get_stream(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    let Some(sid) = era::header(&req, "mcp-session-id") else {
+    let Some(sid) = era::session_id(&req) else {
         return HttpResponse::MethodNotAllowed()
             .insert_header(("Allow", "POST"))
             .finish();
@@ -107,12 +107,16 @@ pub async fn get_stream(state: web::Data<AppState>, req: HttpRequest) -> HttpRes
     if !era::accepts_sse(&req) {
         return HttpResponse::NotAcceptable().finish();
     }
-    let change = json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"});
     let resources = Resources {
         watching: Watching::Session(session),
         tag: None,
     };
-    stream(&state, &req, None, Some(change), Some(resources))
+    stream(&state, &req, None, Some(session_change()), Some(resources))
+}
+
+/// A legacy session's tool list change notification.
+fn session_change() -> Value {
+    json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
 }
 
 /// Which resource updates a stream carries.
@@ -151,7 +155,7 @@ impl Resources {
 /// What one change stream holds while it is open: no task and no channel
 /// of its own, only this state, polled by the connection that carries it
 /// (10,000 idle streams must stay cheap).
-struct Listener {
+pub(super) struct Listener {
     registry: Arc<mcpvisor_actors::Registry>,
     updates: broadcast::Receiver<ResourceUpdate>,
     first: Option<Value>,
@@ -162,8 +166,40 @@ struct Listener {
 }
 
 impl Listener {
+    fn new(
+        state: &AppState,
+        first: Option<Value>,
+        change: Option<Value>,
+        resources: Option<Resources>,
+    ) -> Self {
+        let registry = state.registry.clone();
+        Self {
+            updates: registry.catalog().updates(),
+            seen: registry.version(),
+            registry,
+            first,
+            change,
+            resources,
+            _open: state.metrics.stream_opened("mcp_listen"),
+        }
+    }
+
+    /// What the `GET /mcp` stream of `session` would carry, for a stream
+    /// of another transport.
+    pub(super) fn of_session(state: &AppState, session: Arc<Session>) -> Self {
+        Self::new(
+            state,
+            None,
+            Some(session_change()),
+            Some(Resources {
+                watching: Watching::Session(session),
+                tag: None,
+            }),
+        )
+    }
+
     /// The next message for the client; `None` ends the stream.
-    async fn next(&mut self) -> Option<Value> {
+    pub(super) async fn next(&mut self) -> Option<Value> {
         if let Some(first) = self.first.take() {
             return Some(first);
         }
@@ -207,16 +243,7 @@ fn stream(
     change: Option<Value>,
     resources: Option<Resources>,
 ) -> HttpResponse {
-    let registry = state.registry.clone();
-    let listener = Listener {
-        updates: registry.catalog().updates(),
-        seen: registry.version(),
-        registry,
-        first,
-        change,
-        resources,
-        _open: state.metrics.stream_opened("mcp_listen"),
-    };
+    let listener = Listener::new(state, first, change, resources);
     // The client leaving drops the stream, and the listener with it.
     let events = futures::stream::unfold(listener, |mut listener| async move {
         loop {

@@ -12,6 +12,7 @@ mod calls;
 pub mod era;
 mod forwarded;
 pub mod jsonrpc;
+mod legacy_sse;
 mod listen;
 mod session;
 
@@ -22,6 +23,7 @@ use rmcp::model::{Implementation, InitializeResult, ServerCapabilities};
 use serde_json::{Map, Value, json};
 
 pub use jsonrpc::{rpc_error, rpc_result};
+pub use legacy_sse::Links;
 pub use session::Sessions;
 
 use super::AppState;
@@ -34,7 +36,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(post))
             .route(web::get().to(listen::get_stream))
             .route(web::delete().to(delete)),
-    );
+    )
+    .configure(legacy_sse::routes);
 }
 
 /// How an id that JSON numbers in memory cannot hold exactly (an integer
@@ -136,8 +139,8 @@ async fn batch(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -
             ),
         )
     };
-    let session = era::header(&req, "mcp-session-id")
-        .and_then(|sid| state.sessions.get_for(&sid, &client_of(&req).name));
+    let session =
+        era::session_id(&req).and_then(|sid| state.sessions.get_for(&sid, &client_of(&req).name));
     if session.is_none_or(|s| s.version != BATCH_ERA) {
         return refuse("batches are not supported (only sessions of 2025-03-26 may send them)");
     }
@@ -331,7 +334,7 @@ async fn post_one(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes
     }
 
     // Which era is this request from?
-    let era = match era::header(&req, "mcp-session-id") {
+    let era = match era::session_id(&req) {
         Some(sid) if !era::is_stateless(&req, params.as_ref()) => {
             match state.sessions.get_for(&sid, &client_of(&req).name) {
                 Some(s) => {
@@ -392,8 +395,8 @@ async fn post_one(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes
 /// upstream that asked. 202 either way (a late answer to a request given
 /// up on has nowhere to go).
 fn answer(state: &AppState, req: &HttpRequest, message: &Map<String, Value>) -> HttpResponse {
-    let session = era::header(req, "mcp-session-id")
-        .and_then(|sid| state.sessions.get_for(&sid, &client_of(req).name));
+    let session =
+        era::session_id(req).and_then(|sid| state.sessions.get_for(&sid, &client_of(req).name));
     let id = message.get("id").map(|i| match i {
         Value::String(s) => s.clone(),
         other => other.to_string(),
@@ -582,7 +585,7 @@ fn discover() -> Value {
 
 /// `DELETE /mcp`: ends a legacy session.
 async fn delete(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    match era::header(&req, "mcp-session-id") {
+    match era::session_id(&req) {
         Some(sid)
             if state
                 .sessions

@@ -1,24 +1,38 @@
-"""Minimal Streamable HTTP client on the Python MCP SDK 1.x (run with tests/peers/.venv-mcp1).
+"""Minimal client on the Python MCP SDK 1.x (run with tests/peers/.venv-mcp1).
 
 usage: mcp1_client.py URL [TOOL [JSON_ARGS]]
-Connects (initialize handshake, session mode), lists tools, optionally calls TOOL with a
+Connects over Streamable HTTP (or, with MCP_TRANSPORT=sse, the 2024-11-05 HTTP+SSE
+transport: URL is then the /sse endpoint; initialize handshake, session mode), lists tools, optionally calls TOOL with a
 progress callback, prints one line per event. Exit 0 on success, 1 if the tool result isError. With MCP_CANCEL_AFTER_PROGRESS=N
 the call is abandoned after N progress notifications ("cancelled" is printed).
 """
 import asyncio
+import contextlib
 import json
 import os
 import sys
 
 import anyio
 from mcp import ClientSession
+from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
 SCENARIO_CALLS = {"tools_call": ("add_numbers", {"a": 1, "b": 2}), "sse-retry": ("test_reconnection", {})}
 
 
+@contextlib.asynccontextmanager
+async def connect(url: str):
+    """(read, write, session id getter) over the transport MCP_TRANSPORT names."""
+    if os.environ.get("MCP_TRANSPORT") == "sse":
+        async with sse_client(url) as (read, write):
+            yield read, write, lambda: "sse"
+    else:
+        async with streamable_http_client(url) as streams:
+            yield streams
+
+
 async def main(url: str, tool: str | None, args: dict) -> int:
-    async with streamable_http_client(url) as (read, write, get_session_id):
+    async with connect(url) as (read, write, get_session_id):
         async with ClientSession(read, write) as session:
             init = await session.initialize()
             print(f"protocolVersion={init.protocolVersion} server={init.serverInfo.name} {init.serverInfo.version}")
