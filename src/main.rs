@@ -37,6 +37,13 @@ enum Command {
     Probe(cli::probe::ProbeArgs),
     /// Run a restart or failover drill against a running daemon.
     Drill(cli::drill::DrillArgs),
+    /// Print the mcpvisor config equivalent to a desktop client's MCP
+    /// server list (`mcpServers` of Claude Desktop, Cursor, Windsurf; VS
+    /// Code `servers`); `serve --config FILE.json` reads such a file as is.
+    Import {
+        /// The JSON file.
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Default, clap::Args)]
@@ -75,6 +82,7 @@ fn main() -> ExitCode {
         Command::Sim(opts) => run_async(sim::run(opts)),
         Command::Probe(args) => run_async(cli::probe::run(args)),
         Command::Drill(args) => run_async(cli::drill::run(args)),
+        Command::Import { file } => cli::import(&file),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

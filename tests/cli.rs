@@ -306,3 +306,99 @@ fn a_reader_that_goes_away_ends_a_command_quietly() {
         assert_eq!(out.status.signal(), Some(13), "ended by SIGPIPE: {stderr}");
     }
 }
+
+/// Runs `mcpvisor import` on a file `name` holding `json`; the TOML.
+fn import(dir: &std::path::Path, name: &str, json: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, json).unwrap();
+    let out = Command::new(common::BIN)
+        .arg("import")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "import {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn desktop_server_lists_are_imported_checked_and_served() {
+    let web = Sim::start(&[]);
+    let legacy = Sim::start(&["--protocols", "2024-11-05"]);
+    let legacy_sse = legacy.1.replace("/mcp", "/sse");
+    let stdio = serde_json::json!({"command": common::BIN,
+        "args": ["sim", "--stdio", "--unit-latency-ms", "0"], "env": {"SIM_NOTE": "imported"}});
+    // Claude Desktop (stdio), Cursor (remote with headers; legacy SSE),
+    // and VS Code's mcp.json (typed servers, an ${env:} reference).
+    let shapes = [
+        (
+            "claude_desktop_config.json",
+            serde_json::json!({"mcpServers": {"asana": stdio}}),
+            vec!["asana"],
+        ),
+        (
+            "cursor-mcp.json",
+            serde_json::json!({"mcpServers": {
+                "remote": {"url": web.1, "headers": {"Authorization": "Bearer abc123"}},
+                "old-sse": {"type": "sse", "url": legacy_sse}}}),
+            vec!["remote", "old-sse"],
+        ),
+        (
+            "mcp.json",
+            serde_json::json!({"servers": {
+                "asana": {"type": "stdio", "command": common::BIN,
+                    "args": ["sim", "--stdio", "--unit-latency-ms", "0"],
+                    "env": {"TOKEN": "${env:SIM_TOKEN}"}},
+                "web": {"type": "http", "url": web.1}},
+                "inputs": []}),
+            vec!["asana", "web"],
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (name, json, services) in shapes {
+        let json = serde_json::to_string_pretty(&json).unwrap();
+        let toml = import(dir.path(), name, &json);
+        let toml_path = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&toml_path, &toml).unwrap();
+        let out = Command::new(common::BIN)
+            .arg("check-config")
+            .arg(&toml_path)
+            .env("SIM_TOKEN", "t0ken")
+            .output()
+            .unwrap();
+        let report = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{name}: {}\n{toml}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for s in &services {
+            assert!(report.contains(&format!("- {s} ")), "{name}: {report}");
+        }
+        // The JSON file itself is a config `serve` runs.
+        let d = common::Daemon::start_file(name, &json, &[("SIM_TOKEN", "t0ken")]);
+        let (_, body) = d.get("/api/services");
+        let names: Vec<&str> = body["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["name"].as_str())
+            .collect();
+        assert_eq!(names.len(), services.len(), "{name}: {body}");
+        assert!(body["tools"].as_u64().unwrap() >= 42, "{name}: {body}");
+        // Two services with the same tools: the names are prefixed.
+        let tool = match services.as_slice() {
+            [_] => "asana_list_workspaces".to_owned(),
+            [first, ..] => format!("{first}.asana_list_workspaces"),
+            [] => unreachable!(),
+        };
+        let events = d.stream(&tool, serde_json::json!({}));
+        assert!(
+            events.iter().any(|e| e.event == "result"),
+            "{name}: {events:?}"
+        );
+    }
+}

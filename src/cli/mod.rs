@@ -11,6 +11,18 @@ use std::path::Path;
 
 use crate::config::Config;
 
+/// `mcpvisor import FILE`: the TOML on stdout, what changed on stderr.
+pub fn import(file: &Path) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let imported = crate::config::import::to_toml(file, &text)?;
+    for warning in &imported.warnings {
+        eprintln!("warning: {warning}");
+    }
+    print!("{}", imported.toml);
+    Ok(())
+}
+
 /// `mcpvisor check-config`: validates and explains a config.
 pub fn check_config(file: Option<&Path>) -> anyhow::Result<()> {
     let config = Config::load(file)?;

@@ -5,6 +5,7 @@
 //! file, the line and the field, because a daemon that silently ignores a
 //! misspelt limit is worse than one that refuses to start.
 
+pub mod import;
 mod interpolate;
 
 use std::net::SocketAddr;
@@ -157,6 +158,9 @@ pub enum ConfigError {
     /// A manifest named by the config is broken.
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    /// A desktop client's server list that cannot be imported.
+    #[error(transparent)]
+    Import(#[from] import::ImportError),
 }
 
 impl Config {
@@ -176,6 +180,14 @@ impl Config {
             file: path.to_owned(),
             source,
         })?;
+        if path.extension().is_some_and(|e| e == "json") || import::looks_like_servers_json(&text) {
+            // A desktop client's `mcpServers` (or VS Code `servers`) file.
+            let imported = import::to_toml(path, &text)?;
+            for warning in &imported.warnings {
+                tracing::warn!(file = %path.display(), "{warning}");
+            }
+            return Self::parse(path, &imported.toml, &|k| std::env::var(k).ok());
+        }
         Self::parse(path, &text, &|k| std::env::var(k).ok())
     }
 

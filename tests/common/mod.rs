@@ -132,6 +132,21 @@ impl Daemon {
         Self::launch(cmd, dir, wait_ready)
     }
 
+    /// Starts `serve --config NAME` on a file called `name` that holds
+    /// `text` (any format the daemon reads), on an ephemeral port; waits
+    /// until every service is ready.
+    pub fn start_file(name: &str, text: &str, env: &[(&str, &str)]) -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write config");
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--config"])
+            .arg(&path)
+            .env("MCPVISOR_LISTEN", "127.0.0.1:0")
+            .envs(env.iter().copied());
+        Self::launch(cmd, dir, true)
+    }
+
     /// Starts the daemon exactly as `cargo run` does — no arguments, the
     /// embedded default config — but on an ephemeral port.
     pub fn start_default() -> Daemon {
