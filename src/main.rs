@@ -14,8 +14,25 @@ use mcpvisor::{cli, config, sim};
     about = "Supervises MCP services and streams their tool calls"
 )]
 struct Cli {
+    /// Log format on stderr: `text` (one line per event), `json` (one JSON
+    /// object per line) or `pretty` (multi-line).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "MCPVISOR_LOG_FORMAT",
+        default_value_t = LogFormat::Text
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+    Pretty,
 }
 
 #[derive(Debug, Subcommand)]
@@ -31,6 +48,8 @@ enum Command {
     Tools(cli::tools::ToolsArgs),
     /// Call a tool through a running daemon, showing progress.
     Call(cli::call::CallArgs),
+    /// Show a running daemon's services and active alerts.
+    Status(cli::status::StatusArgs),
     /// Run the simulated Asana MCP service.
     Sim(sim::SimOptions),
     /// Connect to an MCP server as a service actor would, and report.
@@ -73,12 +92,13 @@ fn main() -> ExitCode {
     ) {
         mcpvisor_actors::process::die_on_closed_pipe();
     }
-    init_tracing();
+    init_tracing(cli.log_format);
     let result = match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
         Command::Serve(args) => serve(args),
         Command::CheckConfig { file } => cli::check_config(file.as_deref()),
         Command::Tools(args) => run_async(cli::tools::run(args)),
         Command::Call(args) => run_async(cli::call::run(args)),
+        Command::Status(args) => run_async(cli::status::run(args)),
         Command::Sim(opts) => run_async(sim::run(opts)),
         Command::Probe(args) => run_async(cli::probe::run(args)),
         Command::Drill(args) => run_async(cli::drill::run(args)),
@@ -97,19 +117,24 @@ fn main() -> ExitCode {
 /// comes from `MCPVISOR_LOG`, then `RUST_LOG`, default `info` (rmcp:
 /// `warn`). The HTTP/1 dispatcher's own errors are about malformed client
 /// requests and dropped connections — a client's garbage is no error of
-/// the daemon's — so they are left out unless asked for.
-fn init_tracing() {
+/// the daemon's — so they are left out unless asked for. `format` is
+/// `--log-format` (`MCPVISOR_LOG_FORMAT`).
+fn init_tracing(format: LogFormat) {
     let mut filter = std::env::var("MCPVISOR_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info,rmcp=warn".into());
     if !filter.contains("actix_http") {
         filter.push_str(",actix_http::h1::dispatcher=off");
     }
-    let _ = tracing_subscriber::fmt()
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.with_ansi(ansi).try_init(),
+        LogFormat::Json => builder.json().with_ansi(false).try_init(),
+        LogFormat::Pretty => builder.pretty().with_ansi(ansi).try_init(),
+    };
 }
 
 fn run_async<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<()> {

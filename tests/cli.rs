@@ -402,3 +402,121 @@ fn desktop_server_lists_are_imported_checked_and_served() {
         );
     }
 }
+
+/// `mcpvisor status ARGS` against `url`: the output.
+fn status(url: &str, args: &[&str]) -> std::process::Output {
+    Command::new(common::BIN)
+        .args(["status", "--url", url])
+        .args(args)
+        .env_remove("MCPVISOR_ADMIN_TOKEN")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn status_shows_the_services_and_alerts_of_a_running_daemon() {
+    let d = common::Daemon::start_default();
+    let out = status(&d.base, &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let header = text.lines().next().unwrap_or_default();
+    assert!(header.contains(&d.base), "{text}");
+    assert!(header.contains("2/2 services ready, 42 tools"), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("NAME ")
+            && [
+                "STATE",
+                "HEALTH",
+                "BREAKER",
+                "RESTARTS",
+                "IN-FLIGHT",
+                "TOOLS"
+            ]
+            .iter()
+            .all(|c| l.contains(c))),
+        "{text}"
+    );
+    for name in ["asana-stdio", "asana-http"] {
+        let row = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no row for {name}: {text}"));
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(
+            &cells[1..5],
+            ["asana", "ready", "healthy", "closed"],
+            "{row}"
+        );
+    }
+    assert!(
+        text.contains("no active alerts") || text.contains("active alert(s)\nSEVERITY "),
+        "{text}"
+    );
+
+    let out = status(&d.base, &["--json"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = v["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(names, ["asana-stdio", "asana-http"], "{v}");
+    assert_eq!(v["tools"], 42, "{v}");
+    assert!(v["alerts"].is_array(), "{v}");
+    assert_eq!(v["url"], d.base.as_str(), "{v}");
+}
+
+#[test]
+fn status_of_a_daemon_that_is_not_there_names_its_url() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    // Watching too: the first snapshot must come.
+    for args in [&[][..], &["--watch", "1"]] {
+        let out = status(&url, args);
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("cannot reach mcpvisor at {url}")),
+            "{err}"
+        );
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn log_format_json_writes_one_object_per_line() {
+    let d = common::Daemon::start_logged(
+        &common::two_replicas(&[], &[]),
+        &[("MCPVISOR_LOG_FORMAT", "json")],
+        None,
+    );
+    let log = d.log();
+    // A line still being written when the file was read is left out.
+    let lines: Vec<&str> = log
+        .split_inclusive('\n')
+        .filter(|l| l.ends_with('\n') && !l.trim().is_empty())
+        .collect();
+    assert!(!lines.is_empty(), "no log");
+    for line in &lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(r#""message":"mcpvisor serving""#)),
+        "{log}"
+    );
+}

@@ -5,6 +5,7 @@ pub mod drill;
 pub mod probe;
 pub mod serve;
 mod sse;
+pub mod status;
 pub mod tools;
 
 use std::path::Path;
