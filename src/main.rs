@@ -149,5 +149,5 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(listen) = args.listen {
         config.server.listen = listen;
     }
-    actix_rt::System::new().block_on(cli::serve::run(config))
+    actix_rt::System::new().block_on(cli::serve::run(config, args.config, args.listen))
 }

@@ -147,6 +147,11 @@ impl Catalog {
         self.offers.insert(service.to_owned(), Arc::new(offer));
     }
 
+    /// Forgets a service's offer (the service left the configuration).
+    pub fn remove(&self, service: &str) {
+        self.offers.remove(service);
+    }
+
     /// A service's current offer.
     pub fn get(&self, service: &str) -> Option<Arc<Offer>> {
         self.offers.get(service).map(|o| o.clone())

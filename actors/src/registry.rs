@@ -242,6 +242,24 @@ impl Registry {
         self.rebuild(&inputs);
     }
 
+    /// Forgets a replica (removed from the configuration): its tools leave
+    /// the table, with its logical service's manifest when it was that
+    /// service's last replica, and its resources and prompts.
+    pub fn remove_service(&self, service: &str) {
+        let mut inputs = self.lock();
+        let Some(at) = inputs.services.iter().position(|(s, _)| s == service) else {
+            return;
+        };
+        let (_, group) = inputs.services.remove(at);
+        inputs.live.remove(service);
+        if !inputs.services.iter().any(|(_, g)| *g == group) {
+            inputs.manifests.remove(&group);
+        }
+        self.rebuild(&inputs);
+        drop(inputs);
+        self.catalog.remove(service);
+    }
+
     /// Records a replica's live `tools/list`.
     pub fn set_live_tools(&self, service: &str, tools: Vec<Tool>) {
         let mut inputs = self.lock();

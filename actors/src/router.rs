@@ -334,13 +334,14 @@ fn rank(h: &ServiceHandle) -> Option<u8> {
 /// The usable services among `services` (ready, breaker admitting), best
 /// first: not throttled by a Retry-After, then healthy over degraded over
 /// unknown, then priority, then the lowest in-flight count and latency.
-pub(crate) fn best_first<'a>(
-    services: impl Iterator<Item = &'a Arc<ServiceHandle>>,
+pub(crate) fn best_first<H: std::borrow::Borrow<Arc<ServiceHandle>>>(
+    services: impl Iterator<Item = H>,
 ) -> Vec<Arc<ServiceHandle>> {
     // Each key is read once: they are live figures other threads update.
     let mut c: Vec<(RouteKey, Arc<ServiceHandle>)> = services
-        .filter(|h| h.breaker_admits())
+        .filter(|h| h.borrow().breaker_admits())
         .filter_map(|h| {
+            let h = h.borrow();
             rank(h).map(|r| {
                 let key = (
                     h.throttled_for().is_some(),

@@ -16,12 +16,14 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use crate::directory::Directory;
-use crate::health::{Evaluate, HealthMonitor};
+use crate::health::{Evaluate, Forget, HealthMonitor};
+use crate::manifest::Manifest;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::service::{
     InjectPanic, ServiceActor, ServiceDown, ServiceHandle, ServiceState, Shutdown,
 };
+use crate::spec::ServiceSpec;
 
 /// Starts, watches and restarts the service actors.
 pub struct Supervisor {
@@ -36,7 +38,18 @@ pub struct Supervisor {
     recovering: HashSet<String>,
     /// Services whose next restart waits until then (a failover drill).
     holds: HashMap<String, Instant>,
+    /// Services a reload removed or changed, stopping: by name, the
+    /// incarnation being stopped and what replaces it.
+    leaving: HashMap<String, Leaving>,
+    /// Service names in the order of the last configuration.
+    order: Vec<String>,
     stopping: bool,
+}
+
+/// A service on its way out of the configuration.
+struct Leaving {
+    generation: u64,
+    replacement: Option<(ServiceSpec, Option<Manifest>)>,
 }
 
 impl Supervisor {
@@ -56,12 +69,22 @@ impl Supervisor {
             disabled: HashSet::new(),
             recovering: HashSet::new(),
             holds: HashMap::new(),
+            leaving: HashMap::new(),
+            order: Vec::new(),
             stopping: false,
         }
     }
 
     fn start_service(&mut self, handle: &Arc<ServiceHandle>, ctx: &mut Context<Self>) {
-        if self.stopping {
+        if self.stopping || self.leaving.contains_key(handle.name()) {
+            return;
+        }
+        // A restart scheduled for an incarnation a reload has replaced.
+        if !self
+            .directory
+            .get(handle.name())
+            .is_some_and(|current| Arc::ptr_eq(&current, handle))
+        {
             return;
         }
         let generation = handle.generation() + 1;
@@ -94,9 +117,14 @@ impl Actor for Supervisor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         let directory = self.directory.clone();
+        self.order = directory
+            .all()
+            .iter()
+            .map(|h| h.name().to_owned())
+            .collect();
         for handle in directory.all() {
             if handle.spec.enabled {
-                self.start_service(handle, ctx);
+                self.start_service(&handle, ctx);
             } else {
                 self.disabled.insert(handle.name().to_owned());
             }
@@ -108,11 +136,21 @@ impl Handler<ServiceDown> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, msg: ServiceDown, ctx: &mut Context<Self>) {
-        let Some(handle) = self.directory.get(&msg.service).cloned() else {
+        let Some(handle) = self.directory.get(&msg.service) else {
             return;
         };
         if msg.generation != handle.generation() {
             return; // a stale notice from an incarnation already replaced
+        }
+        if self
+            .leaving
+            .get(&msg.service)
+            .is_some_and(|l| l.generation == msg.generation)
+            && let Some(leaving) = self.leaving.remove(&msg.service)
+        {
+            handle.detach(ServiceState::Stopped, &msg.reason);
+            self.finish_leaving(&handle, leaving.replacement, ctx);
+            return;
         }
         // A service an operator has just disabled stays down even if it
         // crashed before the stop reached it.
@@ -242,6 +280,189 @@ impl Handler<ServiceDown> for Supervisor {
     }
 }
 
+/// A new set of services, from a reloaded configuration. Services not in
+/// it are stopped and forgotten; new ones are started; a service whose spec
+/// changed in any field is stopped and started afresh from the new spec;
+/// the others (and the calls and streams they serve) are left alone.
+#[derive(Debug, Message)]
+#[rtype(result = "ReloadOutcome")]
+pub struct Reload {
+    /// Every service of the new configuration, with its manifest.
+    pub services: Vec<(ServiceSpec, Option<Manifest>)>,
+}
+
+/// What a reload did, by service name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ReloadOutcome {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub restarted: Vec<String>,
+    pub unchanged: Vec<String>,
+}
+
+impl ReloadOutcome {
+    /// Whether the reload changed nothing.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.restarted.is_empty()
+    }
+}
+
+impl std::fmt::Display for ReloadOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_empty() {
+            return write!(f, "no service changed ({} unchanged)", self.unchanged.len());
+        }
+        let parts: Vec<String> = [
+            ("added", &self.added),
+            ("removed", &self.removed),
+            ("restarted", &self.restarted),
+        ]
+        .into_iter()
+        .filter(|(_, names)| !names.is_empty())
+        .map(|(what, names)| format!("{what} {}", names.join(", ")))
+        .collect();
+        write!(
+            f,
+            "{}; {} unchanged",
+            parts.join("; "),
+            self.unchanged.len()
+        )
+    }
+}
+
+/// Whether two specs describe the same service in every field.
+fn same_spec(a: &ServiceSpec, b: &ServiceSpec) -> bool {
+    match (serde_json::to_value(a), serde_json::to_value(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+impl Supervisor {
+    /// Adds a service to the set and starts it (unless disabled).
+    fn add_service(
+        &mut self,
+        spec: ServiceSpec,
+        manifest: Option<Manifest>,
+        ctx: &mut Context<Self>,
+    ) {
+        let handle = self.directory.new_handle(spec);
+        let (name, group) = (handle.name().to_owned(), handle.spec.group().to_owned());
+        self.registry.add_service(&name, &group, manifest);
+        self.directory.insert(handle.clone());
+        self.directory
+            .reorder(&self.order.iter().map(String::as_str).collect::<Vec<_>>());
+        if handle.spec.enabled {
+            self.start_service(&handle, ctx);
+        } else {
+            self.disabled.insert(name.clone());
+            handle.set_state(ServiceState::Disabled);
+            self.evaluate(&name);
+        }
+    }
+
+    /// Takes a service out: stops its actor if it has one (the rest
+    /// happens once it is down), else at once.
+    fn retire(
+        &mut self,
+        handle: &Arc<ServiceHandle>,
+        replacement: Option<(ServiceSpec, Option<Manifest>)>,
+        ctx: &mut Context<Self>,
+    ) {
+        let name = handle.name().to_owned();
+        self.restarts.remove(&name);
+        self.recovering.remove(&name);
+        self.holds.remove(&name);
+        self.disabled.remove(&name);
+        match handle.addr() {
+            Some(addr) => {
+                let reason = if replacement.is_some() {
+                    "changed in the configuration"
+                } else {
+                    "removed from the configuration"
+                };
+                self.leaving.insert(
+                    name,
+                    Leaving {
+                        generation: handle.generation(),
+                        replacement,
+                    },
+                );
+                addr.do_send(Shutdown {
+                    reason: reason.into(),
+                });
+            }
+            None => {
+                handle.detach(ServiceState::Stopped, "removed from the configuration");
+                self.finish_leaving(handle, replacement, ctx);
+            }
+        }
+    }
+
+    fn finish_leaving(
+        &mut self,
+        handle: &Arc<ServiceHandle>,
+        replacement: Option<(ServiceSpec, Option<Manifest>)>,
+        ctx: &mut Context<Self>,
+    ) {
+        let name = handle.name().to_owned();
+        self.registry.remove_service(&name);
+        self.directory.remove(&name);
+        self.monitor.do_send(Forget {
+            service: name.clone(),
+            group: handle.spec.group().to_owned(),
+        });
+        tracing::info!(service = %name, replaced = replacement.is_some(), "service left the configuration");
+        if let Some((spec, manifest)) = replacement {
+            self.add_service(spec, manifest, ctx);
+        }
+    }
+}
+
+impl Handler<Reload> for Supervisor {
+    type Result = MessageResult<Reload>;
+
+    fn handle(&mut self, msg: Reload, ctx: &mut Context<Self>) -> Self::Result {
+        let mut outcome = ReloadOutcome::default();
+        if self.stopping {
+            return MessageResult(outcome);
+        }
+        self.order = msg.services.iter().map(|(s, _)| s.name.clone()).collect();
+        for handle in self.directory.all() {
+            if !self.order.iter().any(|n| n == handle.name()) {
+                outcome.removed.push(handle.name().to_owned());
+                match self.leaving.get_mut(handle.name()) {
+                    Some(leaving) => leaving.replacement = None,
+                    None => self.retire(&handle, None, ctx),
+                }
+            }
+        }
+        for (spec, manifest) in msg.services {
+            let name = spec.name.clone();
+            if let Some(leaving) = self.leaving.get_mut(&name) {
+                // Still stopping from an earlier reload: this spec replaces it.
+                leaving.replacement = Some((spec, manifest));
+                outcome.restarted.push(name);
+                continue;
+            }
+            match self.directory.get(&name) {
+                None => {
+                    outcome.added.push(name);
+                    self.add_service(spec, manifest, ctx);
+                }
+                Some(h) if same_spec(&h.spec, &spec) => outcome.unchanged.push(name),
+                Some(h) => {
+                    outcome.restarted.push(name);
+                    self.retire(&h, Some((spec, manifest)), ctx);
+                }
+            }
+        }
+        self.directory
+            .reorder(&self.order.iter().map(String::as_str).collect::<Vec<_>>());
+        MessageResult(outcome)
+    }
+}
+
 /// Stops every service (daemon shutdown). Resolves once each has been told.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -280,7 +501,6 @@ impl Handler<SetEnabled> for Supervisor {
         let handle = self
             .directory
             .get(&msg.service)
-            .cloned()
             .ok_or_else(|| format!("no service named `{}`", msg.service))?;
         if msg.enabled {
             self.disabled.remove(&msg.service);

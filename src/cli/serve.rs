@@ -15,6 +15,7 @@ use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::http::guard::Guard;
 use crate::http::{self, AppState, Engine};
+use crate::reload::Reloader;
 
 /// Runs the daemon until it is told to stop (Ctrl-C / SIGTERM).
 /// Client authentication as configured, and the rule for who may listen
@@ -59,7 +60,13 @@ fn guard(config: &Config) -> anyhow::Result<Guard> {
     Ok(Guard::new(authenticator, auth.limits.clone()))
 }
 
-pub async fn run(config: Config) -> anyhow::Result<()> {
+/// Runs the daemon on `config`, loaded from `source` (`None`: the embedded
+/// default) with `serve --listen` as `listen`; both are kept for reloads.
+pub async fn run(
+    config: Config,
+    source: Option<std::path::PathBuf>,
+    listen: Option<std::net::SocketAddr>,
+) -> anyhow::Result<()> {
     // Launched servers run under this executable's warden, so none outlives us.
     if let Ok(exe) = std::env::current_exe() {
         process::use_warden(exe);
@@ -86,9 +93,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Arc::new(ResultCache::new(config.cache.clone(), metrics.clone())),
     );
     let guard = guard(&config)?;
+    let reloader = Arc::new(Reloader::new(
+        config.clone(),
+        source,
+        listen,
+        supervisor.clone(),
+        monitor.clone(),
+    ));
+    reload_on_hangup(reloader.clone())?;
+    let _watcher = crate::reload::watch(reloader.clone(), &config)?;
     let engine = Engine {
         router,
         supervisor: supervisor.clone(),
+        reloader,
         monitor,
         metrics,
         registry: registry.clone(),
@@ -113,5 +130,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if left > 0 {
         tracing::warn!(groups = left, "upstream processes still running at exit");
     }
+    Ok(())
+}
+
+/// `SIGHUP` reloads the configuration (instead of ending the daemon).
+fn reload_on_hangup(reloader: Arc<Reloader>) -> std::io::Result<()> {
+    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    actix_web::rt::spawn(async move {
+        while hangups.recv().await.is_some() {
+            // The outcome is logged and alerted by the reloader.
+            let _ = reloader.reload("SIGHUP").await;
+        }
+    });
     Ok(())
 }

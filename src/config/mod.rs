@@ -5,6 +5,7 @@
 //! file, the line and the field, because a daemon that silently ignores a
 //! misspelt limit is worse than one that refuses to start.
 
+pub mod discovery;
 pub mod import;
 mod interpolate;
 
@@ -48,6 +49,9 @@ pub struct Config {
     /// The result cache of read-only tools.
     #[serde(default)]
     pub cache: mcpvisor_actors::cache::CacheConfig,
+    /// Services found in a fragment directory and desktop server lists.
+    #[serde(default)]
+    pub discovery: discovery::DiscoverySection,
     /// Upstream MCP services.
     #[serde(default)]
     pub services: Vec<ServiceSpec>,
@@ -188,7 +192,10 @@ impl Config {
             }
             return Self::parse(path, &imported.toml, &|k| std::env::var(k).ok());
         }
-        Self::parse(path, &text, &|k| std::env::var(k).ok())
+        let env = |k: &str| std::env::var(k).ok();
+        let mut config = Self::parse(path, &text, &env)?;
+        discovery::merge(&mut config, &env)?;
+        Ok(config)
     }
 
     /// Parses and validates configuration text. `env` resolves `${VAR}`.

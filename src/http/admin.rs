@@ -22,6 +22,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(cache_stats))
                 .route(web::delete().to(cache_clear)),
         )
+        .route("/api/reload", web::post().to(reload))
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz));
 }
@@ -34,6 +35,18 @@ async fn services(state: web::Data<AppState>) -> HttpResponse {
         "tools": state.registry.snapshot().len(),
         "mcpSessions": state.sessions.len(),
     }))
+}
+
+/// `POST /api/reload` (admin): reads the config file again and applies its
+/// services; 422 with the file, line and field when the file is refused.
+async fn reload(state: web::Data<AppState>) -> HttpResponse {
+    match state.reloader.reload("POST /api/reload").await {
+        Ok(applied) => HttpResponse::Ok().json(applied),
+        Err(e @ crate::reload::ReloadError::Invalid(_)) => {
+            HttpResponse::UnprocessableEntity().json(json!({"error": e.to_string()}))
+        }
+        Err(e) => HttpResponse::ServiceUnavailable().json(json!({"error": e.to_string()})),
+    }
 }
 
 /// `GET /api/cache`: the result cache's size, bounds and hit figures.
@@ -56,7 +69,8 @@ async fn healthz() -> HttpResponse {
 /// `GET /readyz`: every logical service has at least one ready replica.
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let mut groups: std::collections::BTreeMap<&str, bool> = Default::default();
-    for h in state.directory.all() {
+    let all = state.directory.all();
+    for h in &all {
         if h.state() == ServiceState::Disabled {
             continue;
         }

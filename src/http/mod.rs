@@ -31,6 +31,8 @@ pub struct AppState {
     pub router: Router,
     /// Restarts services; takes drill faults.
     pub supervisor: Addr<Supervisor>,
+    /// Reloads the configuration.
+    pub reloader: Arc<crate::reload::Reloader>,
     /// Health, history and alerts.
     pub monitor: Addr<HealthMonitor>,
     /// Counters, histograms and gauges.
@@ -55,6 +57,7 @@ pub struct AppState {
 pub struct Engine {
     pub router: Router,
     pub supervisor: Addr<Supervisor>,
+    pub reloader: Arc<crate::reload::Reloader>,
     pub monitor: Addr<HealthMonitor>,
     pub metrics: Arc<Metrics>,
     pub registry: Arc<Registry>,
@@ -67,6 +70,7 @@ impl AppState {
         let Engine {
             router,
             supervisor,
+            reloader,
             monitor,
             metrics,
             registry,
@@ -81,6 +85,7 @@ impl AppState {
         Self {
             router,
             supervisor,
+            reloader,
             monitor,
             metrics,
             registry,

@@ -136,14 +136,27 @@ impl Daemon {
     /// `text` (any format the daemon reads), on an ephemeral port; waits
     /// until every service is ready.
     pub fn start_file(name: &str, text: &str, env: &[(&str, &str)]) -> Daemon {
-        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_file_in(tempfile::tempdir().expect("tempdir"), name, text, env)
+    }
+
+    /// [`Daemon::start_file`] in a directory the caller prepared (with
+    /// files the config refers to); its log (at `info`) in `log.txt`.
+    pub fn start_file_in(
+        dir: tempfile::TempDir,
+        name: &str,
+        text: &str,
+        env: &[(&str, &str)],
+    ) -> Daemon {
+        let log = std::fs::File::create(dir.path().join("log.txt")).expect("log file");
         let path = dir.path().join(name);
         std::fs::write(&path, text).expect("write config");
         let mut cmd = Command::new(BIN);
         cmd.args(["serve", "--config"])
             .arg(&path)
             .env("MCPVISOR_LISTEN", "127.0.0.1:0")
-            .envs(env.iter().copied());
+            .env("MCPVISOR_LOG", "info")
+            .envs(env.iter().copied())
+            .stderr(log);
         Self::launch(cmd, dir, true)
     }
 

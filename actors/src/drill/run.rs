@@ -213,16 +213,14 @@ fn pick_target(t: &DrillTarget, req: &DrillRequest) -> Result<Arc<ServiceHandle>
         return t
             .directory
             .get(name)
-            .cloned()
             .ok_or_else(|| DrillError::UnknownService(name.clone()));
     }
-    let first = t
-        .directory
-        .all()
+    let all = t.directory.all();
+    let first = all
         .first()
         .ok_or_else(|| DrillError::UnknownService("(none configured)".into()))?;
     let group = first.spec.group();
-    crate::router::best_first(t.directory.all().iter().filter(|h| h.spec.group() == group))
+    crate::router::best_first(all.iter().filter(|h| h.spec.group() == group))
         .into_iter()
         .next()
         .ok_or_else(|| DrillError::NotReady(first.name().to_owned(), "no ready replica".into()))

@@ -150,6 +150,18 @@ struct Tracked {
     restart_times: Vec<Instant>,
 }
 
+impl Tracked {
+    fn new(h: &ServiceHandle) -> Self {
+        Self {
+            history: History::new(h.spec.health.history_size),
+            status: HealthStatus::Unknown,
+            since_ms: now_ms(),
+            restarts_seen: 0,
+            restart_times: Vec::new(),
+        }
+    }
+}
+
 /// The health monitor actor.
 pub struct HealthMonitor {
     directory: Arc<Directory>,
@@ -168,16 +180,7 @@ impl HealthMonitor {
         let services = directory
             .all()
             .iter()
-            .map(|h| {
-                let tracked = Tracked {
-                    history: History::new(h.spec.health.history_size),
-                    status: HealthStatus::Unknown,
-                    since_ms: now_ms(),
-                    restarts_seen: 0,
-                    restart_times: Vec::new(),
-                };
-                (h.name().to_owned(), tracked)
-            })
+            .map(|h| (h.name().to_owned(), Tracked::new(h)))
             .collect();
         Self {
             alerts: AlertBook::new(config.history_size),
@@ -262,9 +265,13 @@ impl HealthMonitor {
     }
 
     fn evaluate(&mut self, name: &str) {
-        let Some(h) = self.directory.get(name).cloned() else {
+        let Some(h) = self.directory.get(name) else {
             return;
         };
+        // A service added by a reload is tracked from its first notice.
+        self.services
+            .entry(name.to_owned())
+            .or_insert_with(|| Tracked::new(&h));
         self.track_restarts(&h);
         let Some(t) = self.services.get(name) else {
             return;
@@ -464,6 +471,74 @@ impl Handler<ReportSample> for HealthMonitor {
     }
 }
 
+/// A service left the configuration: its history goes, its alerts close.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Forget {
+    pub service: String,
+    pub group: String,
+}
+
+impl Handler<Forget> for HealthMonitor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Forget, _: &mut Context<Self>) {
+        self.services.remove(&msg.service);
+        let suffix = format!(":{}", msg.service);
+        let keys: Vec<String> = self
+            .alerts
+            .active(now_ms())
+            .into_iter()
+            .map(|a| a.key)
+            .filter(|k| k.ends_with(&suffix))
+            .collect();
+        for key in keys {
+            self.resolve(&key);
+        }
+        self.evaluate_group(&msg.group);
+    }
+}
+
+/// The outcome of a configuration reload, for the alert book: a refused
+/// file raises an error alert that stays until a reload succeeds; an
+/// applied one is recorded as an informational alert, closed at once.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub enum ConfigNotice {
+    Applied(String),
+    Refused(String),
+}
+
+impl Handler<ConfigNotice> for HealthMonitor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ConfigNotice, _: &mut Context<Self>) {
+        const REFUSED: &str = "config_refused";
+        let now = now_ms();
+        let (key, severity, message) = match msg {
+            ConfigNotice::Refused(m) => (REFUSED.to_owned(), Severity::Error, m),
+            ConfigNotice::Applied(m) => {
+                self.resolve(REFUSED);
+                (format!("config_reloaded:{now}"), Severity::Info, m)
+            }
+        };
+        let event = self.alerts.raise(
+            Raise {
+                key: key.clone(),
+                severity,
+                service: None,
+                group: "config",
+                message,
+            },
+            now,
+        );
+        self.publish(event);
+        if severity == Severity::Info {
+            self.resolve(&key);
+        }
+    }
+}
+
 impl Handler<Evaluate> for HealthMonitor {
     type Result = ();
 
@@ -492,7 +567,7 @@ impl Handler<GetHistory> for HealthMonitor {
     fn handle(&mut self, msg: GetHistory, _: &mut Context<Self>) -> Self::Result {
         let h = self.directory.get(&msg.service);
         MessageResult(h.and_then(|h| {
-            let health = self.health_of(h)?;
+            let health = self.health_of(&h)?;
             let samples = self
                 .services
                 .get(h.name())?

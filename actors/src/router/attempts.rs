@@ -110,7 +110,7 @@ fn any_recovering(entry: &ToolEntry, directory: &Directory, excluded: &[Exclusio
         .filter_map(|n| directory.get(n))
         .any(|h| match h.state() {
             ServiceState::Starting | ServiceState::Restarting => true,
-            ServiceState::Ready => excluded.iter().any(|x| x.crashed && x.covers(h)),
+            ServiceState::Ready => excluded.iter().any(|x| x.crashed && x.covers(&h)),
             _ => false,
         })
 }
