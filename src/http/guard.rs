@@ -55,6 +55,10 @@ pub fn classify(method: &Method, path: &str) -> RouteClass {
     if path == "/healthz" || path == "/readyz" || path.starts_with("/.well-known/") {
         return RouteClass::Open;
     }
+    // The dashboard's page and assets hold no data (it comes from the API).
+    if super::dashboard::ASSET_PATHS.contains(&path) {
+        return RouteClass::Open;
+    }
     if path == "/mcp" || path.starts_with("/api/mcp/") || path == "/sse" || path == "/message" {
         return RouteClass::Call;
     }

@@ -4,6 +4,7 @@
 
 mod admin;
 mod batch;
+mod dashboard;
 mod drills;
 mod errors;
 pub mod guard;
@@ -183,7 +184,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: &AppState) {
         .configure(health::routes)
         .configure(admin::routes)
         .configure(drills::routes)
-        .configure(oauth::routes);
+        .configure(oauth::routes)
+        .configure(dashboard::routes);
 }
 
 /// Binds the listener; returns the server and the address it got.
