@@ -103,6 +103,28 @@ impl History {
         self.consecutive_failures
     }
 
+    /// The median latency of the last few successes, and how many there
+    /// were: what a "slow" verdict is drawn from. Cheap enough for every
+    /// sample (the full [`Self::summary`] sorts the whole ring).
+    pub fn recent_p50_ms(&self) -> (Option<f64>, usize) {
+        let mut recent = [0f64; RECENT];
+        let mut n = 0;
+        for latency in self
+            .samples
+            .iter()
+            .rev()
+            .filter(|s| s.ok)
+            .filter_map(|s| s.latency_ms)
+            .take(RECENT)
+        {
+            recent[n] = latency;
+            n += 1;
+        }
+        let recent = &mut recent[..n];
+        recent.sort_unstable_by(f64::total_cmp);
+        (percentile(recent, 0.50), n)
+    }
+
     /// Uptime and latency figures.
     pub fn summary(&self) -> Summary {
         let total = self.samples.len();
@@ -113,23 +135,15 @@ impl History {
             .filter_map(|s| s.latency_ms)
             .collect();
         let ok = self.samples.iter().filter(|s| s.ok).count();
-        let mut recent: Vec<f64> = self
-            .samples
-            .iter()
-            .rev()
-            .filter(|s| s.ok)
-            .filter_map(|s| s.latency_ms)
-            .take(RECENT)
-            .collect();
+        let (recent_p50_ms, recent_samples) = self.recent_p50_ms();
         latencies.sort_by(f64::total_cmp);
-        recent.sort_by(f64::total_cmp);
         Summary {
             samples: total,
             uptime_pct: (total > 0).then(|| ok as f64 * 100.0 / total as f64),
             p50_ms: percentile(&latencies, 0.50),
             p95_ms: percentile(&latencies, 0.95),
-            recent_p50_ms: percentile(&recent, 0.50),
-            recent_samples: recent.len(),
+            recent_p50_ms,
+            recent_samples,
             consecutive_failures: self.consecutive_failures,
         }
     }

@@ -234,7 +234,6 @@ impl HealthMonitor {
 
     /// Derives a service's status from its lifecycle state and samples.
     fn derive(h: &ServiceHandle, t: &Tracked) -> HealthStatus {
-        let summary = t.history.summary();
         match h.state() {
             ServiceState::Disabled | ServiceState::Stopped => HealthStatus::Disabled,
             ServiceState::Failed => HealthStatus::Failed,
@@ -249,12 +248,11 @@ impl HealthMonitor {
             }
             ServiceState::Starting | ServiceState::Restarting => HealthStatus::Unhealthy,
             ServiceState::Ready => {
-                if summary.consecutive_failures >= h.spec.health.unhealthy_after.max(1) {
+                let (recent_p50_ms, recent_samples) = t.history.recent_p50_ms();
+                if t.history.consecutive_failures() >= h.spec.health.unhealthy_after.max(1) {
                     HealthStatus::Unhealthy
-                } else if summary.recent_samples >= history::MIN_RECENT_FOR_SLOW
-                    && summary
-                        .recent_p50_ms
-                        .is_some_and(|p| p > h.spec.health.degraded_latency_ms as f64)
+                } else if recent_samples >= history::MIN_RECENT_FOR_SLOW
+                    && recent_p50_ms.is_some_and(|p| p > h.spec.health.degraded_latency_ms as f64)
                 {
                     HealthStatus::Degraded
                 } else {
@@ -278,8 +276,9 @@ impl HealthMonitor {
         };
         let old = t.status;
         let new = Self::derive(&h, t);
-        let summary = t.history.summary();
         if old != new {
+            // The whole summary (a sort of the ring) only for a transition.
+            let summary = t.history.summary();
             if let Some(t) = self.services.get_mut(name) {
                 t.status = new;
                 t.since_ms = now_ms();
