@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use moka::notification::RemovalCause;
-use rmcp::model::{CallToolResult, JsonObject};
+use rmcp::model::JsonObject;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::watch;
@@ -168,7 +168,7 @@ type Epochs = (u64, u64);
 /// A stored result.
 #[derive(Debug)]
 struct Stored {
-    result: CallToolResult,
+    result: crate::reply::ToolResult,
     service: String,
     epochs: Epochs,
     ttl: Duration,
@@ -474,10 +474,10 @@ impl ResultCache {
         let CallReply::Complete(r) = &done.result else {
             return;
         };
-        if r.is_error == Some(true) || flight.epochs != self.epochs_of(key) {
+        if r.is_error() || flight.epochs != self.epochs_of(key) {
             return;
         }
-        let bytes = serde_json::to_vec(r).map_or(0, |v| v.len() as u64);
+        let bytes = r.len() as u64;
         if bytes > self.config.max_bytes {
             return;
         }

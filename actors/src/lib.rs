@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod process;
 pub mod quarantine;
 pub mod registry;
+pub mod reply;
 pub use router::passthrough;
 pub mod retry;
 pub mod router;

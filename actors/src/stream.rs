@@ -78,6 +78,8 @@ pub struct EventSink {
     /// Where the upstream's requests to the calling client go, when the
     /// caller can answer them.
     asks: Option<Asks>,
+    /// The consumer shows progress: upstreams are asked for it.
+    progress: bool,
 }
 
 /// A request the upstream server made of the calling client while serving
@@ -135,6 +137,7 @@ impl EventSink {
             tx: Some(tx),
             high_water: Arc::new(AtomicU64::new(f64::NEG_INFINITY.to_bits())),
             asks: None,
+            progress: true,
         }
     }
 
@@ -144,7 +147,21 @@ impl EventSink {
             tx: None,
             high_water: Arc::new(AtomicU64::new(f64::NEG_INFINITY.to_bits())),
             asks: None,
+            progress: false,
         }
+    }
+
+    /// The consumer shows no progress (an MCP client that gave no
+    /// `progressToken`): upstreams need not report it. Reporting costs
+    /// them a notification per step.
+    pub fn without_progress(mut self) -> Self {
+        self.progress = false;
+        self
+    }
+
+    /// Whether the consumer shows progress.
+    pub fn wants_progress(&self) -> bool {
+        self.progress
     }
 
     /// Raises the high-water mark to `p`; false if `p` does not exceed it.

@@ -472,7 +472,7 @@ impl Run {
         let CallReply::Complete(result) = &done.result else {
             return self.singly(members).await;
         };
-        let whole = result_json(result).filter(|_| result.is_error != Some(true));
+        let whole = result_json(&result.typed()).filter(|_| !result.is_error());
         let Some(whole) = whole else {
             return self.singly(members).await;
         };
@@ -576,7 +576,8 @@ impl Run {
         match outcome {
             Ok(done) => match done.result {
                 CallReply::Complete(result) => {
-                    let is_error = result.is_error == Some(true);
+                    let is_error = result.is_error();
+                    let result = result.typed();
                     let mut body = json!({
                         "service": done.service,
                         "attempts": done.attempts,

@@ -127,6 +127,11 @@ async fn start_stream(
 
     let streaming = entry.manifest.as_ref().and_then(|m| m.streaming.clone());
     let (sink, mut engine_rx) = EventSink::channel(state.server.event_buffer);
+    let sink = if options.enable_progress {
+        sink
+    } else {
+        sink.without_progress()
+    };
     let (tx, rx) = mpsc::channel::<sse::Event>(state.server.event_buffer.max(8));
     let router = state.router.clone();
     let started = Instant::now();
@@ -229,7 +234,7 @@ async fn start_stream(
                             cached: done.cached,
                             coalesced: done.coalesced,
                         };
-                        out.result(result, &served, streaming.as_ref(), &options)
+                        out.result(result.typed(), &served, streaming.as_ref(), &options)
                             .await;
                         true
                     }

@@ -124,6 +124,17 @@ fn crash_allowance(entry: &ToolEntry) -> u32 {
         .saturating_add(1)
 }
 
+/// Whether a tool's calls may run long enough for progress to matter
+/// beyond its caller: a call that reports progress is working, not stuck,
+/// and is not hedged. So the upstream is asked for it unless the manifest
+/// says the tool is not a progress-streaming one.
+fn reports_progress(entry: &ToolEntry) -> bool {
+    entry
+        .manifest
+        .as_ref()
+        .is_none_or(|m| matches!(m.streaming, Some(crate::manifest::Streaming::Progress)))
+}
+
 /// How long past the call's deadline the router waits for a service's own
 /// timeout answer.
 const DEADLINE_MARGIN: Duration = Duration::from_millis(250);
@@ -218,6 +229,7 @@ impl Call<'_> {
                 .directory
                 .quarantine()
                 .is_suspect(&self.entry.group, self.fingerprint),
+            progress: self.events.wants_progress() || reports_progress(self.entry),
         };
         let generation = target.generation();
         let handoff = match target.addr() {

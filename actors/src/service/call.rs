@@ -10,17 +10,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rmcp::model::{
-    CallToolRequest, CallToolRequestParams, CallToolResult, CancelledNotificationParam,
-    ClientRequest, InputRequiredResult, InputResponses, JsonObject, RequestId, RequestMetaObject,
-    ServerResult,
+    CallToolRequest, CallToolRequestParams, CancelledNotificationParam, ClientRequest, ErrorData,
+    InputRequiredResult, InputResponses, JsonObject, NumberOrString, ProgressToken, RequestId,
+    RequestMetaObject, ServerResult,
 };
-use rmcp::service::{Peer, PeerRequestOptions, RequestHandle, RoleClient};
+use rmcp::service::{Peer, PeerRequestOptions, RequestHandle, RoleClient, ServiceError};
+
+pub use crate::reply::{CallReply, ToolResult};
 
 use crate::error::{CallError, Delivery, ErrorCategory};
 use crate::retry::RetryConfig;
 use crate::stream::EventSink;
-use crate::transport::UpstreamHandler;
 use crate::transport::errors::from_service_error;
+use crate::transport::line::Line;
+use crate::transport::{Connection, UpstreamHandler};
 
 /// Whether a call has been handed to the upstream. Shared with the router,
 /// which reads it when a service dies before answering: a call that was
@@ -66,18 +69,49 @@ pub struct Caller {
     pub takes_input_required: bool,
 }
 
-/// A tool call's answer: its result, or the caller's input the upstream
-/// needs first (2026-07-28, SEP-2322).
-#[derive(Debug, Clone)]
-pub enum CallReply {
-    Complete(CallToolResult),
-    InputRequired(InputRequiredResult),
+/// What a call needs of a live upstream session: rmcp's peer, our handler
+/// of what the upstream sends, and — on a stdio upstream — the line that
+/// carries calls without rmcp. Cheap to clone.
+#[derive(Clone)]
+pub struct Upstream {
+    pub peer: Peer<RoleClient>,
+    pub handler: UpstreamHandler,
+    /// The upstream speaks a session-less revision (2026-07-28+).
+    pub stateless: bool,
+    line: Option<Line>,
+    /// What rmcp puts in every request's `_meta` for a session-less
+    /// upstream (protocol version, client info), as JSON members, and the
+    /// client capabilities it announces when a caller brings none.
+    request_meta: Arc<(String, String)>,
 }
 
-impl CallReply {
-    /// Whether the tool reported an error (`isError`).
-    pub fn is_error(&self) -> bool {
-        matches!(self, Self::Complete(r) if r.is_error == Some(true))
+impl Upstream {
+    /// The call-path face of a fresh connection.
+    pub fn new(conn: &Connection, handler: UpstreamHandler) -> Self {
+        let stateless = conn.stateless();
+        let request_meta = if stateless {
+            let info = rmcp::ClientHandler::get_info(&handler);
+            let mut meta = RequestMetaObject::new();
+            meta.set_protocol_version(conn.protocol().clone());
+            meta.set_client_info(info.client_info.clone());
+            let members = serde_json::to_string(&meta).unwrap_or_default();
+            let members = members
+                .strip_prefix('{')
+                .and_then(|m| m.strip_suffix('}'))
+                .unwrap_or_default()
+                .to_owned();
+            let caps = serde_json::to_string(&info.capabilities).unwrap_or_else(|_| "{}".into());
+            (members, caps)
+        } else {
+            Default::default()
+        };
+        Self {
+            peer: conn.peer.clone(),
+            handler,
+            stateless,
+            line: conn.line.clone(),
+            request_meta: Arc::new(request_meta),
+        }
     }
 }
 
@@ -107,6 +141,9 @@ pub struct CallJob {
     pub fingerprint: crate::quarantine::Fingerprint,
     /// It is a suspected poison call: send it with nothing else in flight.
     pub solo: bool,
+    /// Ask the upstream for progress (someone shows it, or it tells a
+    /// long call that works from one that is stuck).
+    pub progress: bool,
 }
 
 /// What one attempt produced; the job comes back for a possible retry.
@@ -117,12 +154,7 @@ pub struct Attempt {
 }
 
 /// Runs one attempt of a call to completion.
-pub async fn run(
-    peer: Peer<RoleClient>,
-    handler: UpstreamHandler,
-    stateless: bool,
-    mut job: CallJob,
-) -> Attempt {
+pub async fn run(upstream: Upstream, mut job: CallJob) -> Attempt {
     let started = Instant::now();
     job.attempt += 1;
     // A retry waited in the mailbox: it has only what is left of the call.
@@ -135,7 +167,7 @@ pub async fn run(
             "the call's deadline passed before it could be sent",
         ))
     } else {
-        attempt(&peer, &handler, stateless, &job).await
+        attempt(&upstream, &job).await
     };
     if let Err(e) = &outcome
         && e.delivery == Delivery::NeverSent
@@ -152,49 +184,30 @@ pub async fn run(
 /// Rounds of `input_required` a call may go through before it is given up.
 const MAX_INPUT_ROUNDS: usize = 8;
 
-async fn attempt(
-    peer: &Peer<RoleClient>,
-    handler: &UpstreamHandler,
-    stateless: bool,
-    job: &CallJob,
-) -> Result<CallReply, CallError> {
-    let mut params = CallToolRequestParams::new(job.name.clone());
-    params.arguments = job.arguments.clone();
-    params.input_responses = job.caller.input_responses.clone();
-    params.request_state = job.caller.request_state.clone();
-    // The caller's capabilities go with each request to a 2026-07-28
-    // upstream (a session's were fixed when it began).
-    let caller_meta = job
-        .caller
-        .capabilities
-        .as_ref()
-        .filter(|_| stateless)
-        .map(|caps| {
-            let mut meta = RequestMetaObject::new();
-            meta.0.0.insert(
-                "io.modelcontextprotocol/clientCapabilities".into(),
-                caps.clone(),
-            );
-            meta
-        });
-    let options = || {
-        let mut o = PeerRequestOptions::no_options();
-        o.meta = caller_meta.clone();
-        o
+/// The `_meta` key of the client capabilities a 2026-07-28 request carries.
+const META_CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+
+async fn attempt(upstream: &Upstream, job: &CallJob) -> Result<CallReply, CallError> {
+    let mut answers = Answers {
+        input_responses: job.caller.input_responses.clone(),
+        request_state: job.caller.request_state.clone(),
     };
     for _ in 0..MAX_INPUT_ROUNDS {
-        match round(peer, handler, job, params.clone(), options()).await? {
-            ServerResult::InputRequiredResult(required) if job.caller.takes_input_required => {
-                return Ok(CallReply::InputRequired(required));
-            }
-            // A 2026-07-28 upstream needs the caller's input first: ask
-            // the caller, then send the call again with the answers.
-            ServerResult::InputRequiredResult(required) => {
+        let reply = match &upstream.line {
+            Some(line) => line_round(upstream, line, job, &answers).await?,
+            None => peer_round(upstream, job, &answers).await?,
+        };
+        match reply {
+            CallReply::InputRequired(required) if !job.caller.takes_input_required => {
+                // A 2026-07-28 upstream needs the caller's input first: ask
+                // the caller, then send the call again with the answers.
                 let (responses, state) = fulfil(&job.events, required, job.timeout).await?;
-                params.input_responses = responses;
-                params.request_state = state;
+                answers = Answers {
+                    input_responses: responses,
+                    request_state: state,
+                };
             }
-            other => return into_call_result(other).map(CallReply::Complete),
+            reply => return Ok(reply),
         }
     }
     // The caller's answers never satisfied it: not the service's fault.
@@ -248,25 +261,215 @@ async fn fulfil(
     ))
 }
 
-/// One `tools/call` round trip, with progress routed to the caller and the
+/// The caller's answers to an earlier `input_required` round, sent with
+/// the next one.
+struct Answers {
+    input_responses: Option<InputResponses>,
+    request_state: Option<String>,
+}
+
+/// How a round ended without an answer.
+enum GaveUp {
+    Deadline,
+    CallerLeft,
+    Superseded,
+}
+
+impl GaveUp {
+    fn reason(&self) -> &'static str {
+        match self {
+            Self::Deadline => "deadline exceeded",
+            Self::CallerLeft => "client went away",
+            Self::Superseded => "another replica answered first",
+        }
+    }
+
+    fn error(&self, job: &CallJob) -> CallError {
+        match self {
+            Self::Deadline => CallError::new(
+                ErrorCategory::Timeout,
+                format!("no answer within {} ms", job.timeout.as_millis()),
+            ),
+            Self::CallerLeft => CallError::new(ErrorCategory::Cancelled, "the caller went away"),
+            Self::Superseded => {
+                CallError::new(ErrorCategory::Cancelled, "another replica answered first")
+            }
+        }
+        .maybe_sent()
+    }
+}
+
+/// Waits for `answer` until the call's deadline, its caller's departure or
+/// its cancellation, whichever comes first.
+async fn wait_for<T>(job: &CallJob, answer: impl Future<Output = T>) -> Result<T, GaveUp> {
+    tokio::select! {
+        answer = tokio::time::timeout(job.timeout, answer) => answer.map_err(|_| GaveUp::Deadline),
+        () = job.events.closed() => Err(GaveUp::CallerLeft),
+        () = job.cancel.cancelled() => Err(GaveUp::Superseded),
+    }
+}
+
+fn caller_left_before_sending() -> CallError {
+    CallError::new(
+        ErrorCategory::Cancelled,
+        "the caller went away before the call was sent",
+    )
+}
+
+/// One `tools/call` round trip on the line: the request written as text,
+/// its answer read as text, progress routed to the caller, and the
 /// deadline and the caller's departure both cancelling it upstream.
-async fn round(
-    peer: &Peer<RoleClient>,
-    handler: &UpstreamHandler,
+async fn line_round(
+    upstream: &Upstream,
+    line: &Line,
     job: &CallJob,
-    params: CallToolRequestParams,
-    options: PeerRequestOptions,
-) -> Result<ServerResult, CallError> {
+    answers: &Answers,
+) -> Result<CallReply, CallError> {
+    if job.events.is_closed() {
+        return Err(caller_left_before_sending());
+    }
+    let id = line.next_id();
+    let text = request_text(upstream, job, answers, id)?;
+    let token = ProgressToken(NumberOrString::Number(
+        i64::try_from(id).unwrap_or(i64::MAX),
+    ));
+    let _outstanding = upstream.handler.outstanding();
+    let _route = upstream.handler.watch_progress(token, job.events.clone());
+    job.ticket.mark_sent();
+    let Ok(answer) = line.request(id, text) else {
+        return Err(CallError::new(
+            ErrorCategory::Network,
+            "upstream connection closed",
+        ));
+    };
+    match wait_for(job, answer).await {
+        Ok(Ok(answer)) => match answer.into_body() {
+            Ok(result) => CallReply::from_upstream(result),
+            Err(error) => Err(match serde_json::from_slice::<ErrorData>(&error) {
+                Ok(e) => from_service_error(ServiceError::McpError(e), true),
+                Err(e) => CallError::new(
+                    ErrorCategory::Protocol,
+                    format!("unreadable error from the upstream: {e}"),
+                )
+                .maybe_sent(),
+            }),
+        },
+        Ok(Err(_)) => {
+            Err(CallError::new(ErrorCategory::Network, "upstream connection closed").maybe_sent())
+        }
+        Err(gave_up) => {
+            line.forget(id);
+            line.notify(cancelled_text(id, gave_up.reason()));
+            Err(gave_up.error(job))
+        }
+    }
+}
+
+/// The `tools/call` request as one line of JSON-RPC text.
+fn request_text(
+    upstream: &Upstream,
+    job: &CallJob,
+    answers: &Answers,
+    id: u64,
+) -> Result<Vec<u8>, CallError> {
+    use std::io::Write as _;
+    let unwritable = |e: serde_json::Error| {
+        CallError::new(ErrorCategory::Internal, format!("unwritable request: {e}"))
+    };
+    let mut text = Vec::with_capacity(256);
+    let _ = write!(
+        text,
+        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"#
+    );
+    serde_json::to_writer(&mut text, &job.name).map_err(unwritable)?;
+    if let Some(arguments) = &job.arguments {
+        text.extend_from_slice(br#","arguments":"#);
+        serde_json::to_writer(&mut text, arguments).map_err(unwritable)?;
+    }
+    if let Some(responses) = &answers.input_responses {
+        text.extend_from_slice(br#","inputResponses":"#);
+        serde_json::to_writer(&mut text, responses).map_err(unwritable)?;
+    }
+    if let Some(state) = &answers.request_state {
+        text.extend_from_slice(br#","requestState":"#);
+        serde_json::to_writer(&mut text, state).map_err(unwritable)?;
+    }
+    let mut meta = Vec::new();
+    if job.progress {
+        let _ = write!(meta, r#","progressToken":{id}"#);
+    }
+    if upstream.stateless {
+        // As rmcp sends it: its metadata, then the caller's capabilities
+        // in place of its own (a session's were fixed when it began).
+        let (members, own_caps) = &*upstream.request_meta;
+        if !members.is_empty() {
+            meta.push(b',');
+            meta.extend_from_slice(members.as_bytes());
+        }
+        let _ = write!(meta, r#","{META_CLIENT_CAPABILITIES}":"#);
+        match &job.caller.capabilities {
+            Some(caps) => serde_json::to_writer(&mut meta, caps).map_err(unwritable)?,
+            None => meta.extend_from_slice(own_caps.as_bytes()),
+        }
+    }
+    if let Some(members) = meta.strip_prefix(b",") {
+        text.extend_from_slice(br#","_meta":{"#);
+        text.extend_from_slice(members);
+        text.push(b'}');
+    }
+    text.extend_from_slice(b"}}\n");
+    Ok(text)
+}
+
+/// `notifications/cancelled` for one of the line's requests.
+fn cancelled_text(id: u64, reason: &str) -> Vec<u8> {
+    let params = CancelledNotificationParam::new(
+        Some(RequestId::Number(i64::try_from(id).unwrap_or(i64::MAX))),
+        Some(reason.to_owned()),
+    );
+    let note = serde_json::json!({
+        "jsonrpc": "2.0",
+        "method": "notifications/cancelled",
+        "params": params,
+    });
+    let mut text = serde_json::to_vec(&note).unwrap_or_default();
+    text.push(b'\n');
+    text
+}
+
+/// One `tools/call` round trip through rmcp (upstreams without a line).
+async fn peer_round(
+    upstream: &Upstream,
+    job: &CallJob,
+    answers: &Answers,
+) -> Result<CallReply, CallError> {
+    let mut params = CallToolRequestParams::new(job.name.clone());
+    params.arguments = job.arguments.clone();
+    params.input_responses = answers.input_responses.clone();
+    params.request_state = answers.request_state.clone();
+    let mut options = PeerRequestOptions::no_options();
+    // The caller's capabilities go with each request to a 2026-07-28
+    // upstream (a session's were fixed when it began).
+    if upstream.stateless
+        && let Some(caps) = &job.caller.capabilities
+    {
+        let mut meta = RequestMetaObject::new();
+        meta.0
+            .0
+            .insert(META_CLIENT_CAPABILITIES.into(), caps.clone());
+        options.meta = Some(meta);
+    }
     let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
     if job.events.is_closed() {
-        return Err(CallError::new(
-            ErrorCategory::Cancelled,
-            "the caller went away before the call was sent",
-        ));
+        return Err(caller_left_before_sending());
     }
     job.ticket.mark_sent();
-    let _outstanding = handler.outstanding();
-    let handle = match peer.send_request_with_option(request, options).await {
+    let _outstanding = upstream.handler.outstanding();
+    let handle = match upstream
+        .peer
+        .send_request_with_option(request, options)
+        .await
+    {
         Ok(h) => h,
         Err(e) => return Err(from_service_error(e, false)),
     };
@@ -276,45 +479,34 @@ async fn round(
         progress_token,
         ..
     } = handle;
-    let _route = handler.watch_progress(progress_token, job.events.clone());
-    tokio::select! {
-        answer = tokio::time::timeout(job.timeout, rx) => match answer {
-            Ok(Ok(Ok(result))) => Ok(result),
-            Ok(Ok(Err(e))) => Err(from_service_error(e, true)),
-            Ok(Err(_)) => Err(CallError::new(ErrorCategory::Network, "upstream connection closed").maybe_sent()),
-            Err(_) => {
-                cancel(peer, id, "deadline exceeded").await;
-                Err(CallError::new(
-                    ErrorCategory::Timeout,
-                    format!("no answer within {} ms", job.timeout.as_millis()),
-                )
-                .maybe_sent())
+    let _route = upstream
+        .handler
+        .watch_progress(progress_token, job.events.clone());
+    match wait_for(job, rx).await {
+        Ok(Ok(Ok(result))) => into_call_reply(result),
+        Ok(Ok(Err(e))) => Err(from_service_error(e, true)),
+        Ok(Err(_)) => {
+            Err(CallError::new(ErrorCategory::Network, "upstream connection closed").maybe_sent())
+        }
+        Err(gave_up) => {
+            let params = CancelledNotificationParam::new(Some(id), Some(gave_up.reason().into()));
+            if let Err(e) = upstream.peer.notify_cancelled(params).await {
+                tracing::debug!(error = %e, "could not send notifications/cancelled");
             }
-        },
-        () = job.events.closed() => {
-            cancel(peer, id, "client went away").await;
-            Err(CallError::new(ErrorCategory::Cancelled, "the caller went away").maybe_sent())
+            Err(gave_up.error(job))
         }
-        () = job.cancel.cancelled() => {
-            cancel(peer, id, "another replica answered first").await;
-            Err(CallError::new(ErrorCategory::Cancelled, "another replica answered first").maybe_sent())
-        }
-    }
-}
-
-async fn cancel(peer: &Peer<RoleClient>, id: RequestId, reason: &str) {
-    let params = CancelledNotificationParam::new(Some(id), Some(reason.to_owned()));
-    if let Err(e) = peer.notify_cancelled(params).await {
-        tracing::debug!(error = %e, "could not send notifications/cancelled");
     }
 }
 
 /// Accepts the result shapes a `tools/call` may legitimately produce.
-fn into_call_result(result: ServerResult) -> Result<CallToolResult, CallError> {
+fn into_call_reply(result: ServerResult) -> Result<CallReply, CallError> {
     match result {
-        ServerResult::CallToolResult(r) => Ok(r),
+        ServerResult::CallToolResult(r) => Ok(CallReply::Complete(ToolResult::from_typed(&r))),
+        ServerResult::InputRequiredResult(r) => Ok(CallReply::InputRequired(r)),
         // A bare `{}` parses as an empty result: a tool with no output.
-        ServerResult::EmptyResult(_) => Ok(CallToolResult::success(Vec::new())),
+        ServerResult::EmptyResult(_) => Ok(CallReply::Complete(ToolResult::from_typed(
+            &rmcp::model::CallToolResult::success(Vec::new()),
+        ))),
         other => Err(CallError::new(
             ErrorCategory::Protocol,
             format!("unexpected reply to tools/call: {}", variant_name(&other)),

@@ -27,7 +27,7 @@ use actix::prelude::*;
 use rmcp::service::{Peer, RoleClient};
 use tokio::sync::{mpsc, oneshot};
 
-pub use call::{CallJob, CallReply, Caller, Ticket};
+pub use call::{CallJob, CallReply, Caller, Ticket, ToolResult};
 pub use handle::{ServiceHandle, ServiceSnapshot, ServiceState};
 
 use crate::error::{CallError, Delivery, ErrorCategory};
@@ -146,8 +146,10 @@ pub struct Shutdown {
 }
 
 /// How long a call whose connection broke waits for the upstream's death
-/// to be reported before it is answered anyway.
-const BROKEN_HOLD: Duration = Duration::from_millis(250);
+/// to be reported before it is answered anyway: the output of a dying
+/// process ends before its exit is known (the warden reaps it first), and a
+/// stdio session that ended waits that long for the exit status itself.
+const BROKEN_HOLD: Duration = Duration::from_millis(2_500);
 
 /// How long a call given up on still counts as possibly running upstream.
 const ABANDONED_FOR: Duration = Duration::from_secs(2);
@@ -169,6 +171,8 @@ struct PendingReady {
 }
 
 struct Live {
+    /// What calls take to the upstream.
+    upstream: call::Upstream,
     peer: Peer<RoleClient>,
     handler: UpstreamHandler,
     stateless: bool,
@@ -388,6 +392,7 @@ impl ServiceActor {
                 .and_then(|t| t.list_changed)
                 == Some(true);
         self.live = Some(Live {
+            upstream: call::Upstream::new(&conn, handler.clone()),
             peer: conn.peer.clone(),
             handler,
             stateless: conn.stateless(),
@@ -500,10 +505,7 @@ impl ServiceActor {
             self.solo_in_flight = solo;
             self.running.insert(seq, (fingerprint, job.name.clone()));
             let span = job.span.clone();
-            let fut = tracing::Instrument::instrument(
-                call::run(live.peer.clone(), live.handler.clone(), live.stateless, job),
-                span,
-            );
+            let fut = tracing::Instrument::instrument(call::run(live.upstream.clone(), job), span);
             ctx.spawn(fut.into_actor(self).map(move |attempt, act, ctx| {
                 act.in_flight -= 1;
                 let call = act.running.remove(&seq);

@@ -74,6 +74,25 @@ impl UpstreamHandler {
         let _ = self.events.send(UpstreamEvent::ToolsChanged);
     }
 
+    /// Passes progress to the call that carries `token`, if it still runs.
+    /// Notifications may be handled out of order (rmcp handles each on a
+    /// task of its own); the sink drops any that would go backwards.
+    pub fn progress(
+        &self,
+        token: ProgressToken,
+        progress: f64,
+        total: Option<f64>,
+        message: Option<String>,
+    ) {
+        if let Some(sink) = self.progress.get(&token) {
+            sink.emit(StreamEvent::Progress {
+                progress,
+                total,
+                message,
+            });
+        }
+    }
+
     /// Routes progress for `token` to `sink` until the guard is dropped.
     pub fn watch_progress(&self, token: ProgressToken, sink: EventSink) -> ProgressGuard {
         self.progress.insert(token.clone(), sink);
@@ -157,15 +176,12 @@ impl ClientHandler for UpstreamHandler {
         params: ProgressNotificationParam,
         _ctx: NotificationContext<RoleClient>,
     ) {
-        // rmcp handles each notification on its own task, so they can
-        // arrive out of order; the sink drops any that would go backwards.
-        if let Some(sink) = self.progress.get(&params.progress_token) {
-            sink.emit(StreamEvent::Progress {
-                progress: params.progress,
-                total: params.total,
-                message: params.message,
-            });
-        }
+        self.progress(
+            params.progress_token,
+            params.progress,
+            params.total,
+            params.message,
+        );
     }
 
     /// Log messages are not tied to a request on the wire. While exactly

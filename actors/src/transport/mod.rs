@@ -10,6 +10,7 @@
 
 pub mod errors;
 mod handler;
+pub mod line;
 pub mod sse;
 mod stdio;
 mod streamable_http;
@@ -41,6 +42,8 @@ pub struct Connection {
     pub endpoint: Option<String>,
     /// When a stdio server last wrote anything.
     pub liveness: Option<Arc<tap::Seen>>,
+    /// The line calls take to a stdio server, past rmcp.
+    pub line: Option<line::Line>,
     /// Resolves, with a reason, when the connection ends. Owns the
     /// connection's resources: drop it to close everything.
     pub closed: BoxFuture<'static, Closed>,

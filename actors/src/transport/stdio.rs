@@ -46,8 +46,10 @@ pub async fn connect(
     }
     let seen = Arc::new(Seen::default());
     let stdout = Tap::new(stdout, seen.clone());
+    // Tool calls take the line; rmcp's session runs on what it leaves.
+    let (line, pipes) = super::line::open(stdout, stdin, handler.clone());
     let running = tokio::select! {
-        r = handler.serve_with_lifecycle((stdout, stdin), lifecycle) => r.map_err(|e| {
+        r = handler.serve_with_lifecycle(pipes, lifecycle) => r.map_err(|e| {
             match (refusal(e), seen.stray_line()) {
                 // What arrived explains a failed handshake better than the
                 // parser's complaint about it.
@@ -90,6 +92,7 @@ pub async fn connect(
         pid: Some(pid),
         endpoint: None,
         liveness: Some(seen),
+        line: Some(line),
         closed,
     })
 }

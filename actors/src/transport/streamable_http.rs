@@ -132,6 +132,7 @@ pub async fn connect(
         pid,
         endpoint: Some(crate::secrets::redact_url(&url)),
         liveness: None,
+        line: None,
         closed,
     })
 }

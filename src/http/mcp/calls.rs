@@ -141,6 +141,11 @@ pub async fn tools_call(
         Era::Stateless => None,
     };
     let (sink, mut events) = EventSink::channel(state.server.event_buffer);
+    let sink = if notes.progress_token.is_some() {
+        sink
+    } else {
+        sink.without_progress()
+    };
     // A session client reading the call's SSE stream can be asked for
     // sampling or elicitation on the upstream's behalf, on that stream.
     let session = match &era {
@@ -487,12 +492,7 @@ fn render(outcome: Outcome) -> Value {
             coalesced,
             ..
         }) => {
-            let mut v = serde_json::to_value(&result).unwrap_or_else(|e| {
-                error_result(&CallError::new(
-                    ErrorCategory::Internal,
-                    format!("unserialisable result: {e}"),
-                ))
-            });
+            let mut v = result.value();
             // Where the answer came from, when not from a call of its own.
             let from = if cached {
                 Some(META_CACHED)
