@@ -11,6 +11,7 @@ pub mod drill;
 pub mod error;
 pub mod health;
 pub mod hedge;
+pub mod homes;
 pub mod manifest;
 pub mod metrics;
 pub mod process;

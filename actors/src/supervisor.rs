@@ -44,6 +44,8 @@ pub struct Supervisor {
     /// Service names in the order of the last configuration.
     order: Vec<String>,
     stopping: bool,
+    /// Where service actors run, by turns (none: beside the supervisor).
+    homes: Vec<ArbiterHandle>,
 }
 
 /// A service on its way out of the configuration.
@@ -72,7 +74,28 @@ impl Supervisor {
             leaving: HashMap::new(),
             order: Vec::new(),
             stopping: false,
+            homes: Vec::new(),
         }
+    }
+
+    /// Runs the service actors on these arbiters, by turns in the order of
+    /// the configuration (see [`crate::homes`]).
+    pub fn with_homes(mut self, homes: Vec<ArbiterHandle>) -> Self {
+        self.homes = homes;
+        self
+    }
+
+    /// The arbiter a service's actor runs on, if it is not the supervisor's.
+    fn home_of(&self, service: &str) -> Option<&ArbiterHandle> {
+        if self.homes.is_empty() {
+            return None;
+        }
+        let index = self
+            .order
+            .iter()
+            .position(|n| n == service)
+            .unwrap_or(self.order.len());
+        self.homes.get(index % self.homes.len())
     }
 
     fn start_service(&mut self, handle: &Arc<ServiceHandle>, ctx: &mut Context<Self>) {
@@ -97,7 +120,10 @@ impl Supervisor {
             self.metrics.clone(),
             generation,
         );
-        let addr = actor.start();
+        let addr = match self.home_of(handle.name()) {
+            Some(home) => ServiceActor::start_in_arbiter(home, move |_| actor),
+            None => actor.start(),
+        };
         handle.attach(addr, generation);
         self.evaluate(handle.name());
         tracing::info!(service = %handle.name(), generation, "service started");

@@ -4,8 +4,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::Actor;
 use mcpvisor_actors::cache::ResultCache;
+use mcpvisor_actors::homes::{Homes, Unstarted};
 use mcpvisor_actors::metrics::Metrics;
 use mcpvisor_actors::process;
 use mcpvisor_actors::supervisor::StopAll;
@@ -77,14 +77,25 @@ pub async fn run(
         config.router.quarantine.clone(),
     ));
     let metrics = Arc::new(Metrics::new());
-    let monitor = HealthMonitor::new(directory.clone(), config.alerts.clone()).start();
-    let supervisor = Supervisor::new(
-        directory.clone(),
-        registry.clone(),
-        monitor.clone(),
-        metrics.clone(),
-    )
-    .start();
+    // The engine's actors start once the HTTP workers they live on exist
+    // (see `mcpvisor_actors::homes`); their addresses are known before.
+    let unstarted_monitor = Unstarted::<HealthMonitor>::default();
+    let unstarted_supervisor = Unstarted::<Supervisor>::default();
+    let monitor = unstarted_monitor.addr();
+    let supervisor = unstarted_supervisor.addr();
+    let make_monitor = {
+        let (directory, alerts) = (directory.clone(), config.alerts.clone());
+        move || HealthMonitor::new(directory, alerts)
+    };
+    let make_supervisor = {
+        let (directory, registry, monitor, metrics) = (
+            directory.clone(),
+            registry.clone(),
+            monitor.clone(),
+            metrics.clone(),
+        );
+        move |homes| Supervisor::new(directory, registry, monitor, metrics).with_homes(homes)
+    };
     let router = Router::new(
         registry.clone(),
         directory.clone(),
@@ -102,6 +113,7 @@ pub async fn run(
     ));
     reload_on_hangup(reloader.clone())?;
     let _watcher = crate::reload::watch(reloader.clone(), &config)?;
+    let directory_for_drain = directory.clone();
     let engine = Engine {
         router,
         supervisor: supervisor.clone(),
@@ -112,11 +124,31 @@ pub async fn run(
         directory,
     };
     let state = AppState::new(engine, config.server.clone(), guard);
-    let (server, addr) = http::bind(state)?;
+    let homes = Homes::default();
+    let (server, addr, workers) = http::bind(state, homes.clone())?;
+    let server_handle = server.handle();
+    let mut serving = actix_web::rt::spawn(server);
+    let homes = homes.wait_for(workers, Duration::from_secs(10)).await;
+    let engine_home = homes[0].clone();
+    unstarted_monitor.start_in(&engine_home, make_monitor);
+    unstarted_supervisor.start_in(&engine_home, move || make_supervisor(homes));
     tracing::info!(%addr, services = config.services.len(), tools = registry.snapshot().len(), "mcpvisor serving");
     // One line on stdout that scripts and tests can wait for.
     println!("mcpvisor listening on http://{addr}");
-    server.await?;
+    // The services stop before the HTTP workers they run on: first no new
+    // connections, then a moment for calls in flight, then the services
+    // (their process groups ended), then the workers.
+    tokio::select! {
+        ended = &mut serving => {
+            return match ended {
+                Ok(result) => result.map_err(Into::into),
+                Err(e) => Err(anyhow::anyhow!("the HTTP server stopped: {e}")),
+            };
+        }
+        signal = stop_signal() => tracing::info!(signal, "shutting down"),
+    }
+    server_handle.pause().await;
+    drain(&directory_for_drain, DRAIN).await;
     tracing::info!("shutting down services");
     let _ = supervisor.send(StopAll).await;
     // Each service ends its process group: SIGTERM, SIGKILL after its grace.
@@ -130,7 +162,48 @@ pub async fn run(
     if left > 0 {
         tracing::warn!(groups = left, "upstream processes still running at exit");
     }
+    server_handle.stop(false).await;
+    let _ = serving.await;
     Ok(())
+}
+
+/// How long a shutdown waits for calls in flight.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// Resolves on SIGINT or SIGTERM, with the signal's name.
+async fn stop_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::warn!(
+            "cannot watch SIGTERM / SIGINT; only the HTTP server's end stops the daemon"
+        );
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}
+
+/// Waits (at most `patience`) until no call is in flight or queued.
+async fn drain(directory: &Directory, patience: Duration) {
+    let deadline = tokio::time::Instant::now() + patience;
+    let busy = || {
+        directory
+            .all()
+            .iter()
+            .map(|h| {
+                let s = h.snapshot();
+                s.in_flight + s.queued
+            })
+            .sum::<usize>()
+    };
+    while busy() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// `SIGHUP` reloads the configuration (instead of ending the daemon).

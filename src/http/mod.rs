@@ -188,18 +188,24 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: &AppState) {
         .configure(dashboard::routes);
 }
 
-/// Binds the listener; returns the server and the address it got.
-pub fn bind(state: AppState) -> std::io::Result<(actix_web::dev::Server, std::net::SocketAddr)> {
+/// Binds the listener; returns the server, the address it got and how
+/// many worker threads it runs. Each worker registers its arbiter in
+/// `homes` as it starts: the engine's actors live there.
+pub fn bind(
+    state: AppState,
+    homes: mcpvisor_actors::homes::Homes,
+) -> std::io::Result<(actix_web::dev::Server, std::net::SocketAddr, usize)> {
     let listen = state.server.listen;
-    let state_workers = state.server.workers;
+    let workers = worker_count(state.server.workers);
     let server = HttpServer::new(move || {
+        homes.register_current();
         let state = state.clone();
         App::new()
             .wrap(actix_web::middleware::from_fn(guard::check))
             .wrap(tracing_actix())
             .configure(move |cfg| routes(cfg, &state))
     })
-    .workers(worker_count(state_workers))
+    .workers(workers)
     // Replies are written in small pieces (SSE events): without NODELAY,
     // Nagle's algorithm meets the client's delayed ACK and adds ~40 ms.
     .tcp_nodelay(true)
@@ -207,16 +213,17 @@ pub fn bind(state: AppState) -> std::io::Result<(actix_web::dev::Server, std::ne
     // call is cancelled upstream without waiting for the next write.
     .h1_allow_half_closed(false)
     .shutdown_timeout(5)
+    // The daemon stops on its own signal handling: its services must end
+    // before the workers they run on (see `cli::serve`).
+    .disable_signals()
     .bind(listen)?;
     let addr = server.addrs().first().copied().unwrap_or(listen);
-    Ok((server.run(), addr))
+    Ok((server.run(), addr, workers))
 }
 
-/// HTTP worker threads: as configured, or one per core but one — the
-/// engine's own thread runs every upstream connection, and on a small
-/// machine a worker competing with it costs more than it serves (2 cores:
-/// one worker does ~7 % more calls per second at c=16, ~9 % at c=1) — at
-/// least one, at most 8.
+/// HTTP worker threads: as configured, or one per core but one (the
+/// upstream servers and their clients need a core too), at least one, at
+/// most 8. The engine's actors run on these same threads.
 fn worker_count(configured: usize) -> usize {
     if configured > 0 {
         return configured;
