@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use super::super::AppState;
 use super::forwarded::log_severity;
 use super::session::Session;
-use super::{Era, era, reply, rpc_error, rpc_result};
+use super::{Era, era, reply, reply_text, rpc_error, rpc_result};
 
 /// The `_meta` key of a `tools/call` that asks to skip the result cache.
 pub const META_NO_CACHE: &str = "io.mcpvisor/noCache";
@@ -195,7 +195,7 @@ pub async fn tools_call(
         };
         drop(events);
         let (status, body) = answer(&id, &era, outcome);
-        return reply(status, body);
+        return reply_text(status, body);
     }
     // The client takes either. Until there is something to stream (or a
     // heartbeat's time has passed), wait: a call that ends first gets one
@@ -214,7 +214,7 @@ pub async fn tools_call(
             o = &mut call => {
                 drop(events);
                 let (status, body) = answer(&id, &era, o);
-                return reply(status, body);
+                return reply_text(status, body);
             }
             () = &mut cancelled => return HttpResponse::Accepted().finish(),
             () = &mut window => break None,
@@ -266,7 +266,7 @@ pub async fn tools_call(
             forward(&tx, &notes, event).await;
         }
         let (_, body) = answer(&id, &era, outcome);
-        let data = sse::Data::new(super::wire(&body));
+        let data = sse::Data::new(body);
         let _ = tx.send(data.event("message").into()).await;
     });
     state.sse_response(rx, &req)
@@ -384,7 +384,7 @@ type Outcome = Result<mcpvisor_actors::CallOutcome, CallError>;
 /// upstream's own JSON-RPC error is passed on as it came (a protocol
 /// error stays one); mcpvisor's failures are tool results with their
 /// category in `_meta`, readable by the model.
-fn answer(id: &Value, era: &Era, outcome: Outcome) -> (StatusCode, Value) {
+fn answer(id: &Value, era: &Era, outcome: Outcome) -> (StatusCode, String) {
     if let Err(e) = &outcome
         && let Some(code) = e.upstream_code
     {
@@ -396,15 +396,54 @@ fn answer(id: &Value, era: &Era, outcome: Outcome) -> (StatusCode, Value) {
         };
         return (
             status,
-            rpc_error(
+            super::wire(&rpc_error(
                 Some(id),
                 code,
                 &e.message,
                 e.upstream_data.as_deref().cloned(),
-            ),
+            )),
         );
     }
-    (StatusCode::OK, rpc_result(id, era.finish(render(outcome))))
+    // A result of its own goes out as the upstream wrote it, unless the
+    // client's era needs `resultType` taken out.
+    if let Ok(CallOutcome {
+        result: CallReply::Complete(r),
+        cached: false,
+        coalesced: false,
+        ..
+    }) = &outcome
+    {
+        let stateless = matches!(era, Era::Stateless);
+        // Where a 2026-07-28 upstream wrote it first (as its SDKs do), the
+        // `resultType` an older client must not see is cut off the front.
+        let json = match r.json().strip_prefix(br#"{"resultType":"complete","#) {
+            Some(rest) if !stateless => Some([&b"{"[..], rest].concat()),
+            _ => None,
+        };
+        if stateless || !r.has_result_type() || json.is_some() {
+            let json = json.as_deref().unwrap_or(r.json());
+            let text = match json.strip_prefix(b"{") {
+                // A 2026-07-28 client reads `resultType`; older upstreams
+                // do not write it.
+                Some(rest) if stateless && !r.has_result_type() => {
+                    let comma = if rest.trim_ascii_start().starts_with(b"}") {
+                        ""
+                    } else {
+                        ","
+                    };
+                    let mut spliced = format!(r#"{{"resultType":"complete"{comma}"#).into_bytes();
+                    spliced.extend_from_slice(rest);
+                    jsonrpc::result_text(&super::id_text(id), &spliced)
+                }
+                _ => jsonrpc::result_text(&super::id_text(id), json),
+            };
+            return (StatusCode::OK, text);
+        }
+    }
+    (
+        StatusCode::OK,
+        super::wire(&rpc_result(id, era.finish(render(outcome)))),
+    )
 }
 
 /// What the caller brings to the call, and the service it must go to.
@@ -523,4 +562,82 @@ fn error_result(e: &CallError) -> Value {
         "isError": true,
         "_meta": {"io.mcpvisor/error": super::super::errors::body_of(e)["error"]},
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcpvisor_actors::CallOutcome;
+    use std::time::Duration;
+
+    fn outcome(result: &str) -> Outcome {
+        let reply = CallReply::from_upstream(bytes::Bytes::copy_from_slice(result.as_bytes()))
+            .expect("a result");
+        Ok(CallOutcome {
+            result: reply,
+            service: "s".into(),
+            attempts: 1,
+            elapsed: Duration::ZERO,
+            hedged: false,
+            cached: false,
+            coalesced: false,
+        })
+    }
+
+    fn session() -> Era {
+        let sessions = super::super::Sessions::new(Duration::from_secs(60), 4);
+        let (_, s) = sessions
+            .create("2025-06-18".into(), json!({}), "c".into())
+            .expect("a session");
+        Era::Session(s)
+    }
+
+    fn parsed(text: &str) -> Value {
+        serde_json::from_str(text).expect("JSON")
+    }
+
+    #[test]
+    fn results_go_out_as_written_in_the_clients_era() {
+        let from_2026 =
+            r#"{"resultType":"complete","content":[{"type":"text","text":"x"}],"extra":1}"#;
+        let from_2025 = r#"{"content":[],"isError":true}"#;
+        // A session client never sees resultType; the rest is untouched.
+        let (status, text) = answer(&json!(7), &session(), outcome(from_2026));
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            text,
+            r#"{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"x"}],"extra":1}}"#
+        );
+        let (_, text) = answer(&json!("a"), &session(), outcome(from_2025));
+        assert_eq!(
+            text,
+            r#"{"jsonrpc":"2.0","id":"a","result":{"content":[],"isError":true}}"#
+        );
+        // A 2026-07-28 client always does.
+        let (_, text) = answer(&json!(1), &Era::Stateless, outcome(from_2025));
+        assert_eq!(parsed(&text)["result"]["resultType"], "complete");
+        assert_eq!(parsed(&text)["result"]["isError"], true);
+        let (_, text) = answer(&json!(1), &Era::Stateless, outcome(from_2026));
+        assert_eq!(parsed(&text)["result"]["extra"], 1);
+        // resultType elsewhere than first is still taken out for a session.
+        let (_, text) = answer(
+            &json!(1),
+            &session(),
+            outcome(r#"{"content":[],"resultType":"complete"}"#),
+        );
+        assert!(
+            parsed(&text)["result"].get("resultType").is_none(),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_exact_id_is_written_back_as_sent() {
+        let id = Value::String(format!("{}12345678901234567890123", super::super::RAW_ID));
+        let (_, text) = answer(&id, &session(), outcome(r#"{"content":[]}"#));
+        assert!(
+            text.starts_with(r#"{"jsonrpc":"2.0","id":12345678901234567890123,"#),
+            "{text}"
+        );
+    }
 }

@@ -27,6 +27,19 @@ pub fn rpc_result(id: &Value, result: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "result": result})
 }
 
+/// A JSON-RPC reply as text, around a result that already is: `id` as
+/// written on the wire, `result` a JSON object's text.
+pub fn result_text(id: &str, result: &[u8]) -> String {
+    let result = String::from_utf8_lossy(result);
+    let mut text = String::with_capacity(result.len() + id.len() + 36);
+    text.push_str(r#"{"jsonrpc":"2.0","id":"#);
+    text.push_str(id);
+    text.push_str(r#","result":"#);
+    text.push_str(&result);
+    text.push('}');
+    text
+}
+
 /// A JSON-RPC error body.
 pub fn rpc_error(id: Option<&Value>, code: i32, message: &str, data: Option<Value>) -> Value {
     let mut error = json!({"code": code, "message": message});

@@ -75,10 +75,22 @@ pub fn wire(message: &Value) -> String {
     }
 }
 
+/// A JSON-RPC id as text for the wire: an exact id as the client wrote it.
+pub fn id_text(id: &Value) -> String {
+    match id.as_str() {
+        Some(raw) if raw.starts_with(RAW_ID) => raw[RAW_ID.len()..].to_owned(),
+        _ => id.to_string(),
+    }
+}
+
 fn reply(status: StatusCode, body: Value) -> HttpResponse {
+    reply_text(status, wire(&body))
+}
+
+fn reply_text(status: StatusCode, body: String) -> HttpResponse {
     HttpResponse::build(status)
         .content_type("application/json")
-        .body(wire(&body))
+        .body(body)
 }
 
 fn violation(id: Option<&Value>, v: Violation) -> HttpResponse {
