@@ -11,7 +11,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::dev::SendError;
 use rmcp::model::JsonObject;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
@@ -24,7 +23,7 @@ use crate::metrics::Metrics;
 use crate::quarantine::{Fingerprint, fingerprint};
 use crate::registry::ToolEntry;
 use crate::service::suspect::Suspect;
-use crate::service::{CallJob, CallReply, CallTool, ServiceHandle, ServiceState, Ticket};
+use crate::service::{CallJob, CallReply, ServiceHandle, ServiceState, Ticket};
 use crate::stream::{EventSink, StreamEvent};
 
 /// The shared parts a call runs against.
@@ -36,35 +35,13 @@ pub(crate) struct Engine<'a> {
     pub hedging: &'a Hedging,
 }
 
-/// What became of handing a call to a service actor.
-enum Handoff {
-    /// In its mailbox.
-    Taken,
-    /// Its mailbox is full: the service is overloaded, not dead.
-    Full,
-    /// It has no live actor.
-    Gone,
-}
-
-/// The error, and whether the service is being replaced, for a call that
-/// could not be handed to its service actor.
-fn handoff_error(handoff: &Handoff, service: &str) -> (Result<CallReply, CallError>, bool) {
-    match handoff {
-        Handoff::Full => (
-            Err(CallError::new(
-                ErrorCategory::Overload,
-                format!("service {service} has a full mailbox"),
-            )),
-            false,
-        ),
-        _ => (
-            Err(CallError::new(
-                ErrorCategory::ServiceUnavailable,
-                format!("service {service} is not accepting calls"),
-            )),
-            true,
-        ),
-    }
+/// The error of a call whose service has no lane: it is down or being
+/// replaced.
+fn no_lane(service: &str) -> CallError {
+    CallError::new(
+        ErrorCategory::ServiceUnavailable,
+        format!("service {service} is not accepting calls"),
+    )
 }
 
 /// A replica incarnation this call will not use again.
@@ -203,7 +180,6 @@ impl Call<'_> {
         let service = target.name().to_owned();
         let ticket = Ticket::new();
         let cancel = CancellationToken::new();
-        let (tx, rx) = oneshot::channel();
         let config = self.engine.config;
         let job = CallJob {
             name: self.entry.upstream_name.clone(),
@@ -232,33 +208,26 @@ impl Call<'_> {
             progress: self.events.wants_progress() || reports_progress(self.entry),
         };
         let generation = target.generation();
-        let handoff = match target.addr() {
-            Some(addr) => match addr.try_send(CallTool { job, reply: tx }) {
-                Ok(()) => Handoff::Taken,
-                Err(SendError::Full(_)) => Handoff::Full,
-                Err(SendError::Closed(_)) => Handoff::Gone,
-            },
-            None => Handoff::Gone,
-        };
-        if let Handoff::Taken = handoff {
+        // Handed to the service's lane from this thread: no message to its
+        // actor; the lane runs the call as a task of its own.
+        if let Some(lane) = target.lane() {
             return Ok(Dispatched {
                 target: target.clone(),
                 service,
                 generation,
                 ticket,
                 cancel,
-                rx,
+                rx: lane.submit(job),
                 started: Instant::now(),
             });
         }
         // The call never reached the service: the breaker learnt nothing.
         target.breaker_release();
-        let (outcome, crashed) = handoff_error(&handoff, &service);
         Err(Box::new(Settled {
-            outcome,
+            outcome: Err(no_lane(&service)),
             service,
             generation,
-            crashed,
+            crashed: true,
         }))
     }
 

@@ -1,122 +1,45 @@
-//! One tool call against a live upstream session.
+//! One call on one service: the [`Lane`] a service incarnation's calls take
+//! to its upstream.
 //!
-//! Runs as a future on the service actor's context: send `tools/call`,
-//! route the upstream's progress to the caller's sink, and race the answer
-//! against the deadline and against the caller going away — in both of
-//! those cases the upstream is told with `notifications/cancelled`.
+//! The service actor owns the connection; when it is up, the actor opens a
+//! lane on it and publishes the lane in the service's handle. The router
+//! hands a call to the lane from the thread that received it — no message
+//! to the actor — and the lane runs it as a task of its own: it waits for
+//! a slot (the in-flight limit, an upstream's Retry-After, or every slot
+//! for a suspected poison call), sends it, keeps what the service learns
+//! from the outcome (breaker, health, latency, what the upstream may have
+//! died of), and puts a call whose upstream asked for patience in its
+//! retry mailbox. When the incarnation ends the actor closes the lane:
+//! calls still waiting leave unsent, so the router can send them on.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rmcp::model::{
-    CallToolRequest, CallToolRequestParams, CancelledNotificationParam, ClientRequest, ErrorData,
-    InputRequiredResult, InputResponses, JsonObject, NumberOrString, ProgressToken, RequestId,
-    RequestMetaObject, ServerResult,
-};
-use rmcp::service::{Peer, PeerRequestOptions, RequestHandle, RoleClient, ServiceError};
+use actix::Recipient;
+use rmcp::model::JsonObject;
+use tokio::sync::{Semaphore, SemaphorePermit, oneshot};
+use tokio_util::sync::CancellationToken;
 
 pub use crate::reply::{CallReply, ToolResult};
+pub use crate::transport::line::{Caller, Ticket, Upstream};
 
+use super::ServiceHandle;
+use crate::directory::Directory;
 use crate::error::{CallError, Delivery, ErrorCategory};
+use crate::health::history::Source;
+use crate::health::{self, ReportSample};
+use crate::metrics::Metrics;
+use crate::quarantine::Fingerprint;
 use crate::retry::RetryConfig;
-use crate::stream::EventSink;
-use crate::transport::errors::from_service_error;
-use crate::transport::line::Line;
-use crate::transport::{Connection, UpstreamHandler};
+use crate::service::ServiceState;
+use crate::stream::{EventSink, StreamEvent};
+use crate::transport::line::Outgoing;
 
-/// Whether a call has been handed to the upstream. Shared with the router,
-/// which reads it when a service dies before answering: a call that was
-/// never sent can go anywhere again; one that was may have run.
-#[derive(Debug, Clone, Default)]
-pub struct Ticket(Arc<AtomicBool>);
-
-impl Ticket {
-    /// A ticket for a call not yet sent.
-    pub fn new() -> Self {
-        Self::default()
-    }
-    pub(crate) fn mark_sent(&self) {
-        self.0.store(true, Ordering::Release);
-    }
-    /// The upstream provably did not take the call (e.g. it answered 429).
-    pub(crate) fn mark_unsent(&self) {
-        self.0.store(false, Ordering::Release);
-    }
-    /// Delivery as far as we know it.
-    pub fn delivery(&self) -> Delivery {
-        if self.0.load(Ordering::Acquire) {
-            Delivery::MaybeSent
-        } else {
-            Delivery::NeverSent
-        }
-    }
-}
-
-/// What the calling client brings to a call besides its arguments.
-#[derive(Debug, Clone, Default)]
-pub struct Caller {
-    /// Its declared capabilities: a 2026-07-28 upstream is told them with
-    /// the call, so it asks only for what the caller can give.
-    pub capabilities: Option<serde_json::Value>,
-    /// Its answers to an earlier `input_required` round.
-    pub input_responses: Option<InputResponses>,
-    /// The upstream's state from that round, echoed back.
-    pub request_state: Option<String>,
-    /// An upstream's `input_required` result goes back to the caller as it
-    /// is (a 2026-07-28 client answers it with a retry) instead of being
-    /// answered here by asking the caller.
-    pub takes_input_required: bool,
-}
-
-/// What a call needs of a live upstream session: rmcp's peer, our handler
-/// of what the upstream sends, and — on a stdio upstream — the line that
-/// carries calls without rmcp. Cheap to clone.
-#[derive(Clone)]
-pub struct Upstream {
-    pub peer: Peer<RoleClient>,
-    pub handler: UpstreamHandler,
-    /// The upstream speaks a session-less revision (2026-07-28+).
-    pub stateless: bool,
-    line: Option<Line>,
-    /// What rmcp puts in every request's `_meta` for a session-less
-    /// upstream (protocol version, client info), as JSON members, and the
-    /// client capabilities it announces when a caller brings none.
-    request_meta: Arc<(String, String)>,
-}
-
-impl Upstream {
-    /// The call-path face of a fresh connection.
-    pub fn new(conn: &Connection, handler: UpstreamHandler) -> Self {
-        let stateless = conn.stateless();
-        let request_meta = if stateless {
-            let info = rmcp::ClientHandler::get_info(&handler);
-            let mut meta = RequestMetaObject::new();
-            meta.set_protocol_version(conn.protocol().clone());
-            meta.set_client_info(info.client_info.clone());
-            let members = serde_json::to_string(&meta).unwrap_or_default();
-            let members = members
-                .strip_prefix('{')
-                .and_then(|m| m.strip_suffix('}'))
-                .unwrap_or_default()
-                .to_owned();
-            let caps = serde_json::to_string(&info.capabilities).unwrap_or_else(|_| "{}".into());
-            (members, caps)
-        } else {
-            Default::default()
-        };
-        Self {
-            peer: conn.peer.clone(),
-            handler,
-            stateless,
-            line: conn.line.clone(),
-            request_meta: Arc::new(request_meta),
-        }
-    }
-}
-
-/// What the service actor needs to run one call.
+/// One call for one service.
 pub struct CallJob {
+    /// The tool's name upstream.
     pub name: String,
     pub arguments: Option<JsonObject>,
     /// What the caller brings besides the arguments.
@@ -134,11 +57,11 @@ pub struct CallJob {
     pub retry: Arc<RetryConfig>,
     /// Fired when another replica answered this call first (a hedge):
     /// the attempt is cancelled upstream, or never sent.
-    pub cancel: tokio_util::sync::CancellationToken,
+    pub cancel: CancellationToken,
     /// The call's span: log lines about it carry its request id.
     pub span: tracing::Span,
     /// The call's identity, for poison-call detection.
-    pub fingerprint: crate::quarantine::Fingerprint,
+    pub fingerprint: Fingerprint,
     /// It is a suspected poison call: send it with nothing else in flight.
     pub solo: bool,
     /// Ask the upstream for progress (someone shows it, or it tells a
@@ -146,381 +69,511 @@ pub struct CallJob {
     pub progress: bool,
 }
 
-/// What one attempt produced; the job comes back for a possible retry.
-pub struct Attempt {
-    pub job: CallJob,
-    pub outcome: Result<CallReply, CallError>,
-    pub latency: Duration,
+/// How long a call whose connection broke waits for the upstream's death
+/// to be examined (was it this call?) before it is answered anyway: the
+/// output of a dying process ends before its exit is known (the warden
+/// reaps it first), and a stdio session that ended waits that long for the
+/// exit status itself.
+const BROKEN_HOLD: Duration = Duration::from_millis(2_500);
+
+/// How long a call given up on still counts as possibly running upstream.
+const ABANDONED_FOR: Duration = Duration::from_secs(2);
+
+/// Calls given up on that are remembered for the blame.
+const ABANDONED_KEPT: usize = 64;
+
+/// What a call is known by when its upstream dies: its fingerprint and tool.
+pub type Suspect = (Fingerprint, String);
+
+/// A service incarnation's calls to its upstream.
+pub struct Lane {
+    upstream: Upstream,
+    handle: Arc<ServiceHandle>,
+    directory: Arc<Directory>,
+    monitor: Recipient<ReportSample>,
+    metrics: Arc<Metrics>,
+    /// The incarnation it belongs to.
+    generation: u64,
+    /// One permit per call in flight (`limits.max_in_flight`).
+    permits: Semaphore,
+    limit: u32,
+    /// Calls waiting for a slot or for the upstream's Retry-After.
+    waiting: AtomicUsize,
+    /// Calls in the retry mailbox, waiting out their backoff.
+    retrying: AtomicUsize,
+    in_flight: AtomicUsize,
+    /// What is outstanding upstream, and since when without a break.
+    running: Mutex<Running>,
+    /// The incarnation ended: calls still waiting leave, unsent.
+    closed: CancellationToken,
+    /// Its end was examined (which call did the upstream die of?): calls
+    /// held on a broken connection may answer.
+    examined: CancellationToken,
 }
 
-/// Runs one attempt of a call to completion.
-pub async fn run(upstream: Upstream, mut job: CallJob) -> Attempt {
-    let started = Instant::now();
-    job.attempt += 1;
-    // A retry waited in the mailbox: it has only what is left of the call.
-    job.timeout = job
-        .timeout
-        .min(job.deadline.saturating_duration_since(started));
-    let outcome = if job.timeout.is_zero() {
-        Err(CallError::new(
-            ErrorCategory::Timeout,
-            "the call's deadline passed before it could be sent",
-        ))
-    } else {
-        attempt(&upstream, &job).await
-    };
-    if let Err(e) = &outcome
-        && e.delivery == Delivery::NeverSent
-    {
-        job.ticket.mark_unsent();
-    }
-    Attempt {
-        job,
-        outcome,
-        latency: started.elapsed(),
-    }
+#[derive(Default)]
+struct Running {
+    calls: HashMap<u64, Suspect>,
+    next: u64,
+    /// Calls given up on that the upstream may still be running.
+    abandoned: Vec<(Instant, Suspect)>,
+    busy_since: Option<Instant>,
 }
 
-/// Rounds of `input_required` a call may go through before it is given up.
-const MAX_INPUT_ROUNDS: usize = 8;
+impl Lane {
+    /// A lane on a fresh connection of incarnation `generation`.
+    pub fn new(
+        upstream: Upstream,
+        handle: Arc<ServiceHandle>,
+        directory: Arc<Directory>,
+        monitor: Recipient<ReportSample>,
+        metrics: Arc<Metrics>,
+        generation: u64,
+    ) -> Arc<Self> {
+        let limit = u32::try_from(handle.spec.limits.max_in_flight.max(1)).unwrap_or(u32::MAX);
+        Arc::new(Self {
+            upstream,
+            handle,
+            directory,
+            monitor,
+            metrics,
+            generation,
+            permits: Semaphore::new(limit as usize),
+            limit,
+            waiting: AtomicUsize::new(0),
+            retrying: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            running: Mutex::new(Running::default()),
+            closed: CancellationToken::new(),
+            examined: CancellationToken::new(),
+        })
+    }
 
-/// The `_meta` key of the client capabilities a 2026-07-28 request carries.
-const META_CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+    /// The incarnation the lane belongs to.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
 
-async fn attempt(upstream: &Upstream, job: &CallJob) -> Result<CallReply, CallError> {
-    let mut answers = Answers {
-        input_responses: job.caller.input_responses.clone(),
-        request_state: job.caller.request_state.clone(),
-    };
-    for _ in 0..MAX_INPUT_ROUNDS {
-        let reply = match &upstream.line {
-            Some(line) => line_round(upstream, line, job, &answers).await?,
-            None => peer_round(upstream, job, &answers).await?,
-        };
-        match reply {
-            CallReply::InputRequired(required) if !job.caller.takes_input_required => {
-                // A 2026-07-28 upstream needs the caller's input first: ask
-                // the caller, then send the call again with the answers.
-                let (responses, state) = fulfil(&job.events, required, job.timeout).await?;
-                answers = Answers {
-                    input_responses: responses,
-                    request_state: state,
-                };
+    fn name(&self) -> &str {
+        self.handle.name()
+    }
+
+    /// Runs `job` as a task of its own; its outcome arrives on the
+    /// receiver (which sees its sender dropped only if the task itself was
+    /// dropped, the runtime ending).
+    pub fn submit(
+        self: &Arc<Self>,
+        job: CallJob,
+    ) -> oneshot::Receiver<Result<CallReply, CallError>> {
+        let (tx, rx) = oneshot::channel();
+        let span = job.span.clone();
+        let lane = self.clone();
+        tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                let outcome = lane.serve(job).await;
+                let _ = tx.send(outcome);
+            },
+            span,
+        ));
+        rx
+    }
+
+    /// Ends the lane: calls still waiting leave unsent.
+    pub fn close(&self) {
+        self.closed.cancel();
+    }
+
+    /// The upstream's death was examined: calls held on a broken
+    /// connection may answer now.
+    pub fn examined(&self) {
+        self.examined.cancel();
+    }
+
+    /// Calls outstanding upstream, and those given up on a moment ago:
+    /// what the upstream may have died of.
+    pub fn suspects(&self) -> Vec<Suspect> {
+        let running = self.running();
+        running
+            .calls
+            .values()
+            .cloned()
+            .chain(
+                running
+                    .abandoned
+                    .iter()
+                    .filter(|(at, _)| at.elapsed() < ABANDONED_FOR)
+                    .map(|(_, s)| s.clone()),
+            )
+            .collect()
+    }
+
+    /// Calls sent upstream and not answered.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// How long calls have been outstanding without a break, if they are.
+    pub fn busy_for(&self) -> Option<Duration> {
+        self.running().busy_since.map(|at| at.elapsed())
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, Running> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn publish_load(&self) {
+        self.handle.set_load(
+            self.in_flight(),
+            self.waiting.load(Ordering::Relaxed) + self.retrying.load(Ordering::Relaxed),
+        );
+    }
+
+    /// A call from its first attempt to its outcome, through the retry
+    /// mailbox when its upstream asks for patience.
+    async fn serve(&self, mut job: CallJob) -> Result<CallReply, CallError> {
+        loop {
+            let outcome = self.attempt(&mut job).await;
+            let Err(e) = &outcome else {
+                return outcome;
+            };
+            let Some(delay) = self.retry_delay(&job, e) else {
+                return outcome;
+            };
+            tracing::info!(
+                service = %self.name(),
+                tool = %job.name,
+                category = %e.category,
+                attempt = job.attempt,
+                delay_ms = delay.as_millis() as u64,
+                "retrying"
+            );
+            job.events.emit(StreamEvent::status(
+                "retrying",
+                format!(
+                    "{}: retrying on {} in {} ms (attempt {} of {})",
+                    e.category,
+                    self.name(),
+                    delay.as_millis(),
+                    job.attempt + 1,
+                    job.retry.policy(e.category).map_or(0, |p| p.max_attempts),
+                ),
+                Some(self.name()),
+            ));
+            self.metrics.retry(self.name(), e.category);
+            self.retrying.fetch_add(1, Ordering::Relaxed);
+            self.publish_load();
+            let waited = tokio::select! {
+                () = tokio::time::sleep(delay) => Ok(()),
+                () = self.closed.cancelled() => Err(self.stopped()),
+                () = job.events.closed() => Err(gone()),
+                () = job.cancel.cancelled() => Err(superseded()),
+            };
+            self.retrying.fetch_sub(1, Ordering::Relaxed);
+            self.publish_load();
+            if let Err(left) = waited {
+                // Not sent again: what the upstream did with the last one
+                // stays as the ticket says.
+                let mut left = left;
+                left.delivery = job.ticket.delivery();
+                return Err(left);
             }
-            reply => return Ok(reply),
         }
     }
-    // The caller's answers never satisfied it: not the service's fault.
-    Err(CallError::new(
-        ErrorCategory::Validation,
-        format!("no result after {MAX_INPUT_ROUNDS} rounds of input_required"),
-    )
-    .maybe_sent())
-}
 
-/// Answers an `input_required` result's requests by asking the calling
-/// client; the answers and the upstream's state go into the next round.
-async fn fulfil(
-    caller: &EventSink,
-    required: InputRequiredResult,
-    patience: Duration,
-) -> Result<(Option<InputResponses>, Option<String>), CallError> {
-    let mut responses = InputResponses::new();
-    for (key, request) in required.input_requests.unwrap_or_default() {
-        let request = serde_json::to_value(&request).unwrap_or_default();
-        let method = request["method"].as_str().unwrap_or_default().to_owned();
-        let params = request
-            .get("params")
-            .cloned()
-            .unwrap_or_else(|| serde_json::json!({}));
-        let answer = match tokio::time::timeout(patience, caller.ask(&method, params)).await {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(e)) => {
+    /// Whether (and when) a failed attempt goes to the retry mailbox: the
+    /// category is retried in place, re-sending is safe, its strategy has
+    /// attempts left, the mailbox has room, and the wait fits the deadline.
+    fn retry_delay(&self, job: &CallJob, e: &CallError) -> Option<Duration> {
+        if !RetryConfig::retried_in_place(e.category) {
+            return None;
+        }
+        if e.delivery == Delivery::MaybeSent && !job.safe {
+            return None;
+        }
+        let policy = job.retry.policy(e.category)?;
+        if job.attempt >= policy.max_attempts
+            || self.retrying.load(Ordering::Relaxed) >= job.retry.max_waiting
+        {
+            return None;
+        }
+        let delay = policy.delay(job.attempt, e.retry_after, fastrand::f64());
+        Instant::now()
+            .checked_add(delay)
+            .is_some_and(|at| at <= job.deadline)
+            .then_some(delay)
+    }
+
+    /// One attempt: a slot, the call, and what the service learns from it.
+    async fn attempt(&self, job: &mut CallJob) -> Result<CallReply, CallError> {
+        let queued = self.waiting.load(Ordering::Relaxed) + self.retrying.load(Ordering::Relaxed);
+        if queued >= self.handle.spec.limits.max_queue {
+            // Refused unsent: the breaker learnt nothing about the service.
+            self.handle.breaker_release();
+            return Err(CallError::new(
+                ErrorCategory::Overload,
+                format!("{queued} calls already waiting for {}", self.name()),
+            ));
+        }
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        self.publish_load();
+        let admitted = self.admit(job).await;
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        let permit = match admitted {
+            Ok(p) => p,
+            Err(e) => {
+                self.publish_load();
+                self.handle.breaker_release();
+                return Err(e);
+            }
+        };
+        job.attempt += 1;
+        // A retry waited in the mailbox: it has only what is left of the call.
+        let started = Instant::now();
+        let timeout = job
+            .timeout
+            .min(job.deadline.saturating_duration_since(started));
+        if timeout.is_zero() {
+            self.publish_load();
+            self.handle.breaker_release();
+            return Err(CallError::new(
+                ErrorCategory::Timeout,
+                "the call's deadline passed before it could be sent",
+            ));
+        }
+        let seq = {
+            let mut running = self.running();
+            running.next += 1;
+            let seq = running.next;
+            running
+                .calls
+                .insert(seq, (job.fingerprint, job.name.clone()));
+            running.busy_since.get_or_insert(started);
+            seq
+        };
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.publish_load();
+        let outcome = self
+            .upstream
+            .call(&Outgoing {
+                name: &job.name,
+                arguments: job.arguments.as_ref(),
+                caller: &job.caller,
+                events: &job.events,
+                ticket: &job.ticket,
+                timeout,
+                cancel: &job.cancel,
+                progress: job.progress,
+            })
+            .await;
+        let latency = started.elapsed();
+        if let Err(e) = &outcome
+            && e.delivery == Delivery::NeverSent
+        {
+            job.ticket.mark_unsent();
+        }
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.settle(job, seq, &outcome, latency).await;
+        drop(permit);
+        self.publish_load();
+        if let Err(e) = &outcome
+            && let Some(wait) = e.retry_after
+        {
+            // Every call waits, not only this one: the upstream asked. No
+            // longer than a call may last, whatever it asked for.
+            let wait = wait.min(job.retry.deadline());
+            if let Some(until) = Instant::now().checked_add(wait) {
+                self.handle.throttle(until);
+            }
+        }
+        outcome
+    }
+
+    /// Waits for a slot: one, or all of them for a suspected poison call
+    /// (if the upstream dies under it, nothing else is to blame); none while
+    /// the upstream's Retry-After lasts. A call leaves unsent when the
+    /// incarnation ends, its caller goes, another replica answered, its
+    /// deadline passes, or the service turns suspect while another
+    /// replica can take it.
+    async fn admit(&self, job: &CallJob) -> Result<SemaphorePermit<'_>, CallError> {
+        let wanted = if job.solo { self.limit } else { 1 };
+        let deadline = tokio::time::Instant::from_std(job.deadline);
+        loop {
+            let suspected = self.handle.suspected();
+            tokio::pin!(suspected);
+            suspected.as_mut().enable();
+            if self.handle.is_suspect() && self.another_replica_serves() {
                 return Err(CallError::new(
-                    ErrorCategory::Validation,
-                    format!("the upstream needs {method} from the caller: {}", e.message),
-                )
-                .maybe_sent());
+                    ErrorCategory::ServiceUnavailable,
+                    format!(
+                        "{} stopped answering; the call moves to another replica",
+                        self.name()
+                    ),
+                ));
+            }
+            let throttled = self.handle.throttled_for();
+            let acquired = tokio::select! {
+                biased;
+                () = self.closed.cancelled() => return Err(self.stopped()),
+                () = job.events.closed() => return Err(gone()),
+                () = job.cancel.cancelled() => return Err(superseded()),
+                () = tokio::time::sleep_until(deadline) => return Err(CallError::new(
+                    ErrorCategory::Timeout,
+                    format!("the call's deadline passed while it waited for {}", self.name()),
+                )),
+                () = &mut suspected => None,
+                () = tokio::time::sleep(throttled.unwrap_or_default()), if throttled.is_some() => None,
+                permit = self.permits.acquire_many(wanted), if throttled.is_none() => Some(permit),
+            };
+            match acquired {
+                // A Retry-After that came while it waited holds it too.
+                Some(Ok(permit)) if self.handle.throttled_for().is_none() => {
+                    // The caller may have left, or another replica answered,
+                    // while it waited.
+                    if job.events.is_closed() {
+                        return Err(gone());
+                    }
+                    if job.cancel.is_cancelled() {
+                        return Err(superseded());
+                    }
+                    return Ok(permit);
+                }
+                Some(Ok(_)) | None => continue,
+                Some(Err(_)) => return Err(self.stopped()),
+            }
+        }
+    }
+
+    /// What the service learns from an attempt; a call whose connection
+    /// broke under it stays among the suspects until the upstream's death
+    /// is examined (or a moment has passed).
+    async fn settle(
+        &self,
+        job: &CallJob,
+        seq: u64,
+        outcome: &Result<CallReply, CallError>,
+        latency: Duration,
+    ) {
+        // Its connection broke under a call it had sent: the process
+        // probably died, and whether this call is to blame is known once
+        // that is examined.
+        let broken = outcome.as_ref().is_err_and(|e| {
+            e.category == ErrorCategory::Network && e.delivery == Delivery::MaybeSent
+        });
+        // A call given up on (timed out, cancelled) may still be running
+        // upstream: remembered a moment for the blame.
+        let abandoned = outcome.as_ref().is_err_and(|e| {
+            matches!(
+                e.category,
+                ErrorCategory::Timeout | ErrorCategory::Cancelled
+            ) && e.delivery == Delivery::MaybeSent
+        });
+        if job.solo && outcome.is_ok() {
+            self.directory
+                .quarantine()
+                .cleared(self.handle.spec.group(), job.fingerprint);
+        }
+        self.observe(outcome, latency);
+        self.metrics
+            .upstream_attempt(self.name(), latency.as_secs_f64());
+        let launched = self.handle.process().pgid().is_some();
+        if broken && launched {
+            let _ = tokio::time::timeout(BROKEN_HOLD, self.examined.cancelled()).await;
+        }
+        let mut running = self.running();
+        let call = running.calls.remove(&seq);
+        if running.calls.is_empty() {
+            running.busy_since = None;
+        }
+        if let Some(call) = call
+            && abandoned
+            && launched
+        {
+            running
+                .abandoned
+                .retain(|(at, _)| at.elapsed() < ABANDONED_FOR);
+            if running.abandoned.len() < ABANDONED_KEPT {
+                running.abandoned.push((Instant::now(), call));
+            }
+        }
+    }
+
+    /// Breaker, health and latency after an attempt.
+    fn observe(&self, outcome: &Result<CallReply, CallError>, latency: Duration) {
+        let handle = &self.handle;
+        match outcome {
+            Ok(_) => {
+                if handle.clear_suspect() {
+                    tracing::info!(service = %self.name(), "service answers again: back in rotation");
+                }
+                handle.hedge_won();
+                handle.breaker_record(true);
+                handle.record_success(latency, true);
+                self.report(true, Some(latency), None);
+            }
+            Err(e) if e.category == ErrorCategory::Cancelled => handle.breaker_release(),
+            // The call's own deadline passed before it was sent: nothing
+            // about the service was learnt.
+            Err(e) if e.category == ErrorCategory::Timeout && e.delivery == Delivery::NeverSent => {
+                handle.breaker_release()
+            }
+            Err(e) if e.category.blames_service() => {
+                handle.breaker_record(false);
+                handle.record_failure(&e.to_string(), true);
+                // A broken connection is reported (with the process's exit
+                // status) by the connection's own watcher, which ends the actor.
+                self.report(false, None, Some(e.to_string()));
             }
             Err(_) => {
-                return Err(CallError::new(
-                    ErrorCategory::Cancelled,
-                    format!(
-                        "the caller did not answer {method} within {} ms",
-                        patience.as_millis()
-                    ),
-                )
-                .maybe_sent());
-            }
-        };
-        responses.insert(key, answer);
-    }
-    Ok((
-        (!responses.is_empty()).then_some(responses),
-        required.request_state,
-    ))
-}
-
-/// The caller's answers to an earlier `input_required` round, sent with
-/// the next one.
-struct Answers {
-    input_responses: Option<InputResponses>,
-    request_state: Option<String>,
-}
-
-/// How a round ended without an answer.
-enum GaveUp {
-    Deadline,
-    CallerLeft,
-    Superseded,
-}
-
-impl GaveUp {
-    fn reason(&self) -> &'static str {
-        match self {
-            Self::Deadline => "deadline exceeded",
-            Self::CallerLeft => "client went away",
-            Self::Superseded => "another replica answered first",
-        }
-    }
-
-    fn error(&self, job: &CallJob) -> CallError {
-        match self {
-            Self::Deadline => CallError::new(
-                ErrorCategory::Timeout,
-                format!("no answer within {} ms", job.timeout.as_millis()),
-            ),
-            Self::CallerLeft => CallError::new(ErrorCategory::Cancelled, "the caller went away"),
-            Self::Superseded => {
-                CallError::new(ErrorCategory::Cancelled, "another replica answered first")
+                // The service answered; the call itself failed.
+                handle.breaker_record(true);
+                handle.record_success(latency, false);
+                self.report(true, Some(latency), None);
             }
         }
-        .maybe_sent()
+    }
+
+    /// Tells the health monitor what a call showed.
+    fn report(&self, ok: bool, latency: Option<Duration>, error: Option<String>) {
+        self.monitor.do_send(ReportSample {
+            service: self.name().to_owned(),
+            sample: health::sample(ok, latency, Source::Call, error),
+        });
+    }
+
+    fn another_replica_serves(&self) -> bool {
+        let me = self.name();
+        let group = self.handle.spec.group();
+        self.directory.all().iter().any(|h| {
+            h.name() != me
+                && h.spec.group() == group
+                && h.state() == ServiceState::Ready
+                && !h.is_suspect()
+        })
+    }
+
+    /// The error of a call the incarnation ended under before it was sent:
+    /// a network failure, so the router waits for the next incarnation or
+    /// sends it elsewhere.
+    fn stopped(&self) -> CallError {
+        CallError::new(
+            ErrorCategory::Network,
+            format!("service {} went down before the call was sent", self.name()),
+        )
     }
 }
 
-/// Waits for `answer` until the call's deadline, its caller's departure or
-/// its cancellation, whichever comes first.
-async fn wait_for<T>(job: &CallJob, answer: impl Future<Output = T>) -> Result<T, GaveUp> {
-    tokio::select! {
-        answer = tokio::time::timeout(job.timeout, answer) => answer.map_err(|_| GaveUp::Deadline),
-        () = job.events.closed() => Err(GaveUp::CallerLeft),
-        () = job.cancel.cancelled() => Err(GaveUp::Superseded),
-    }
-}
-
-fn caller_left_before_sending() -> CallError {
+/// The error of a call whose caller left before it was sent.
+fn gone() -> CallError {
     CallError::new(
         ErrorCategory::Cancelled,
         "the caller went away before the call was sent",
     )
 }
 
-/// One `tools/call` round trip on the line: the request written as text,
-/// its answer read as text, progress routed to the caller, and the
-/// deadline and the caller's departure both cancelling it upstream.
-async fn line_round(
-    upstream: &Upstream,
-    line: &Line,
-    job: &CallJob,
-    answers: &Answers,
-) -> Result<CallReply, CallError> {
-    if job.events.is_closed() {
-        return Err(caller_left_before_sending());
-    }
-    let id = line.next_id();
-    let text = request_text(upstream, job, answers, id)?;
-    let token = ProgressToken(NumberOrString::Number(
-        i64::try_from(id).unwrap_or(i64::MAX),
-    ));
-    let _outstanding = upstream.handler.outstanding();
-    let _route = upstream.handler.watch_progress(token, job.events.clone());
-    job.ticket.mark_sent();
-    let Ok(answer) = line.request(id, text) else {
-        return Err(CallError::new(
-            ErrorCategory::Network,
-            "upstream connection closed",
-        ));
-    };
-    match wait_for(job, answer).await {
-        Ok(Ok(answer)) => match answer.into_body() {
-            Ok(result) => CallReply::from_upstream(result),
-            Err(error) => Err(match serde_json::from_slice::<ErrorData>(&error) {
-                Ok(e) => from_service_error(ServiceError::McpError(e), true),
-                Err(e) => CallError::new(
-                    ErrorCategory::Protocol,
-                    format!("unreadable error from the upstream: {e}"),
-                )
-                .maybe_sent(),
-            }),
-        },
-        Ok(Err(_)) => {
-            Err(CallError::new(ErrorCategory::Network, "upstream connection closed").maybe_sent())
-        }
-        Err(gave_up) => {
-            line.forget(id);
-            line.notify(cancelled_text(id, gave_up.reason()));
-            Err(gave_up.error(job))
-        }
-    }
-}
-
-/// The `tools/call` request as one line of JSON-RPC text.
-fn request_text(
-    upstream: &Upstream,
-    job: &CallJob,
-    answers: &Answers,
-    id: u64,
-) -> Result<Vec<u8>, CallError> {
-    use std::io::Write as _;
-    let unwritable = |e: serde_json::Error| {
-        CallError::new(ErrorCategory::Internal, format!("unwritable request: {e}"))
-    };
-    let mut text = Vec::with_capacity(256);
-    let _ = write!(
-        text,
-        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"#
-    );
-    serde_json::to_writer(&mut text, &job.name).map_err(unwritable)?;
-    if let Some(arguments) = &job.arguments {
-        text.extend_from_slice(br#","arguments":"#);
-        serde_json::to_writer(&mut text, arguments).map_err(unwritable)?;
-    }
-    if let Some(responses) = &answers.input_responses {
-        text.extend_from_slice(br#","inputResponses":"#);
-        serde_json::to_writer(&mut text, responses).map_err(unwritable)?;
-    }
-    if let Some(state) = &answers.request_state {
-        text.extend_from_slice(br#","requestState":"#);
-        serde_json::to_writer(&mut text, state).map_err(unwritable)?;
-    }
-    let mut meta = Vec::new();
-    if job.progress {
-        let _ = write!(meta, r#","progressToken":{id}"#);
-    }
-    if upstream.stateless {
-        // As rmcp sends it: its metadata, then the caller's capabilities
-        // in place of its own (a session's were fixed when it began).
-        let (members, own_caps) = &*upstream.request_meta;
-        if !members.is_empty() {
-            meta.push(b',');
-            meta.extend_from_slice(members.as_bytes());
-        }
-        let _ = write!(meta, r#","{META_CLIENT_CAPABILITIES}":"#);
-        match &job.caller.capabilities {
-            Some(caps) => serde_json::to_writer(&mut meta, caps).map_err(unwritable)?,
-            None => meta.extend_from_slice(own_caps.as_bytes()),
-        }
-    }
-    if let Some(members) = meta.strip_prefix(b",") {
-        text.extend_from_slice(br#","_meta":{"#);
-        text.extend_from_slice(members);
-        text.push(b'}');
-    }
-    text.extend_from_slice(b"}}\n");
-    Ok(text)
-}
-
-/// `notifications/cancelled` for one of the line's requests.
-fn cancelled_text(id: u64, reason: &str) -> Vec<u8> {
-    let params = CancelledNotificationParam::new(
-        Some(RequestId::Number(i64::try_from(id).unwrap_or(i64::MAX))),
-        Some(reason.to_owned()),
-    );
-    let note = serde_json::json!({
-        "jsonrpc": "2.0",
-        "method": "notifications/cancelled",
-        "params": params,
-    });
-    let mut text = serde_json::to_vec(&note).unwrap_or_default();
-    text.push(b'\n');
-    text
-}
-
-/// One `tools/call` round trip through rmcp (upstreams without a line).
-async fn peer_round(
-    upstream: &Upstream,
-    job: &CallJob,
-    answers: &Answers,
-) -> Result<CallReply, CallError> {
-    let mut params = CallToolRequestParams::new(job.name.clone());
-    params.arguments = job.arguments.clone();
-    params.input_responses = answers.input_responses.clone();
-    params.request_state = answers.request_state.clone();
-    let mut options = PeerRequestOptions::no_options();
-    // The caller's capabilities go with each request to a 2026-07-28
-    // upstream (a session's were fixed when it began).
-    if upstream.stateless
-        && let Some(caps) = &job.caller.capabilities
-    {
-        let mut meta = RequestMetaObject::new();
-        meta.0
-            .0
-            .insert(META_CLIENT_CAPABILITIES.into(), caps.clone());
-        options.meta = Some(meta);
-    }
-    let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
-    if job.events.is_closed() {
-        return Err(caller_left_before_sending());
-    }
-    job.ticket.mark_sent();
-    let _outstanding = upstream.handler.outstanding();
-    let handle = match upstream
-        .peer
-        .send_request_with_option(request, options)
-        .await
-    {
-        Ok(h) => h,
-        Err(e) => return Err(from_service_error(e, false)),
-    };
-    let RequestHandle {
-        rx,
-        id,
-        progress_token,
-        ..
-    } = handle;
-    let _route = upstream
-        .handler
-        .watch_progress(progress_token, job.events.clone());
-    match wait_for(job, rx).await {
-        Ok(Ok(Ok(result))) => into_call_reply(result),
-        Ok(Ok(Err(e))) => Err(from_service_error(e, true)),
-        Ok(Err(_)) => {
-            Err(CallError::new(ErrorCategory::Network, "upstream connection closed").maybe_sent())
-        }
-        Err(gave_up) => {
-            let params = CancelledNotificationParam::new(Some(id), Some(gave_up.reason().into()));
-            if let Err(e) = upstream.peer.notify_cancelled(params).await {
-                tracing::debug!(error = %e, "could not send notifications/cancelled");
-            }
-            Err(gave_up.error(job))
-        }
-    }
-}
-
-/// Accepts the result shapes a `tools/call` may legitimately produce.
-fn into_call_reply(result: ServerResult) -> Result<CallReply, CallError> {
-    match result {
-        ServerResult::CallToolResult(r) => Ok(CallReply::Complete(ToolResult::from_typed(&r))),
-        ServerResult::InputRequiredResult(r) => Ok(CallReply::InputRequired(r)),
-        // A bare `{}` parses as an empty result: a tool with no output.
-        ServerResult::EmptyResult(_) => Ok(CallReply::Complete(ToolResult::from_typed(
-            &rmcp::model::CallToolResult::success(Vec::new()),
-        ))),
-        other => Err(CallError::new(
-            ErrorCategory::Protocol,
-            format!("unexpected reply to tools/call: {}", variant_name(&other)),
-        )
-        .maybe_sent()),
-    }
-}
-
-fn variant_name(r: &ServerResult) -> String {
-    serde_json::to_value(r)
-        .ok()
-        .and_then(|v| {
-            v.as_object()
-                .map(|o| o.keys().cloned().collect::<Vec<_>>().join(","))
-        })
-        .unwrap_or_else(|| "unknown".into())
+/// The error of a call whose hedge won before it was sent.
+fn superseded() -> CallError {
+    CallError::new(
+        ErrorCategory::Cancelled,
+        "another replica answered first; the call was not sent",
+    )
 }

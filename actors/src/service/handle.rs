@@ -14,8 +14,8 @@ use arc_swap::ArcSwapOption;
 use serde::Serialize;
 use tokio::sync::Notify;
 
-use super::ServiceActor;
 use super::breaker::{Breaker, BreakerState};
+use super::{Lane, ServiceActor};
 use crate::health::HealthStatus;
 use crate::process::ProcessSlot;
 use crate::spec::ServiceSpec;
@@ -59,6 +59,8 @@ pub struct ServiceHandle {
     pub spec: Arc<ServiceSpec>,
     state: AtomicU8,
     addr: ArcSwapOption<Addr<ServiceActor>>,
+    /// The current incarnation's lane, while it is connected.
+    lane: ArcSwapOption<Lane>,
     generation: AtomicU64,
     restarts: AtomicU32,
     in_flight: AtomicUsize,
@@ -124,6 +126,7 @@ impl ServiceHandle {
             spec,
             state: AtomicU8::new(state as u8),
             addr: ArcSwapOption::empty(),
+            lane: ArcSwapOption::empty(),
             generation: AtomicU64::new(0),
             restarts: AtomicU32::new(0),
             in_flight: AtomicUsize::new(0),
@@ -162,6 +165,25 @@ impl ServiceHandle {
     /// The live actor, when there is one.
     pub fn addr(&self) -> Option<Arc<Addr<ServiceActor>>> {
         self.addr.load_full()
+    }
+
+    /// The way calls take to the upstream, while it is connected.
+    pub fn lane(&self) -> Option<Arc<Lane>> {
+        self.lane.load_full()
+    }
+
+    pub(crate) fn set_lane(&self, lane: Arc<Lane>) {
+        self.lane.store(Some(lane));
+    }
+
+    /// Takes the lane of incarnation `generation` out, if it is the current one.
+    pub(crate) fn take_lane(&self, generation: u64) -> Option<Arc<Lane>> {
+        let current = self.lane.load_full()?;
+        if current.generation() != generation {
+            return None;
+        }
+        let swapped = self.lane.compare_and_swap(&current, None);
+        arc_swap::Guard::into_inner(swapped).filter(|l| Arc::ptr_eq(l, &current))
     }
 
     /// Which incarnation of the actor is current (increases on restart).

@@ -5,7 +5,7 @@
 //! written nothing for longer than the probe timeout while calls are
 //! outstanding, or when its calls keep losing hedge races (the router's
 //! [`Suspect`] message). Then new calls go elsewhere, calls that were never
-//! sent leave its queue for another replica at once, and it is probed
+//! sent leave its lane for another replica at once, and it is probed
 //! every probe timeout until an answer clears the suspicion. A freeze that
 //! outlasts `restart_after_failures` probes ends in a restart (see
 //! `probe.rs`); the process group is ended, frozen or not.
@@ -14,9 +14,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use super::{CallTool, ServiceActor};
-use crate::error::{CallError, ErrorCategory};
-use crate::service::ServiceState;
+use super::ServiceActor;
 
 /// The router saw this service lose hedge races in a row.
 #[derive(Debug, Message)]
@@ -44,7 +42,8 @@ impl ServiceActor {
         }
         tracing::warn!(service = %self.name(), %reason, "service suspect: taken out of rotation");
         self.metrics.suspected(self.name());
-        self.move_queue();
+        // Calls waiting in its lane see the suspicion and move to another
+        // replica where one can take them.
         self.recheck(ctx);
     }
 
@@ -72,49 +71,18 @@ impl ServiceActor {
         });
     }
 
-    /// Calls waiting in the queue were never sent: where another replica
-    /// can take them, they go there now (the router fails them over).
-    fn move_queue(&mut self) {
-        if self.queue.is_empty() || !self.another_replica_serves() {
-            return;
-        }
-        let moved = self.queue.len();
-        for CallTool { reply, .. } in std::mem::take(&mut self.queue) {
-            self.handle.breaker_release();
-            let _ = reply.send(Err(CallError::new(
-                ErrorCategory::ServiceUnavailable,
-                format!(
-                    "{} stopped answering; the call moves to another replica",
-                    self.name()
-                ),
-            )));
-        }
-        tracing::info!(service = %self.name(), moved, "queued calls moved off a suspect service");
-        self.handle.set_load(self.in_flight, self.waiting);
-    }
-
-    fn another_replica_serves(&self) -> bool {
-        let me = self.name();
-        let group = self.handle.spec.group();
-        self.directory.all().iter().any(|h| {
-            h.name() != me
-                && h.spec.group() == group
-                && h.state() == ServiceState::Ready
-                && !h.is_suspect()
-        })
-    }
-
     /// The stdio watchdog: silence while calls are outstanding.
     pub(super) fn watch_output(&mut self, ctx: &mut Context<Self>) {
         let Some(seen) = &self.liveness else { return };
-        let Some(busy) = self.busy_since else { return };
+        let Some(lane) = &self.lane else { return };
+        let Some(busy) = lane.busy_for() else { return };
         let limit = Duration::from_millis(self.handle.spec.health.timeout_ms.max(10));
-        let silent = seen.silent_for().min(busy.elapsed());
+        let silent = seen.silent_for().min(busy);
         if silent > limit && !self.handle.is_suspect() {
             let reason = format!(
                 "no output for {} ms with {} call(s) outstanding",
                 silent.as_millis(),
-                self.in_flight
+                lane.in_flight()
             );
             self.suspect(ctx, reason);
         }

@@ -50,7 +50,7 @@ impl ServiceActor {
         ctx.spawn(
             async move { tokio::time::timeout(timeout, peer.list_all_tools()).await }
                 .into_actor(self)
-                .map(|result, act, ctx| {
+                .map(|result, act, _| {
                     match result {
                         Ok(Ok(tools)) => {
                             tracing::debug!(service = %act.name(), tools = tools.len(), "tools listed");
@@ -61,7 +61,7 @@ impl ServiceActor {
                         }
                         Err(_) => tracing::warn!(service = %act.name(), "tools/list timed out"),
                     }
-                    act.become_ready(ctx);
+                    act.become_ready();
                 }),
         );
     }

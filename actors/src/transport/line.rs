@@ -1,30 +1,35 @@
-//! The line to a stdio upstream: tool calls go out as JSON-RPC text and
-//! their answers come back as text, matched by id, with no detour through
-//! rmcp's typed model.
+//! A tool call on the wire: the request as the upstream reads it, its
+//! answer as the upstream wrote it, its progress on the way, and its
+//! cancellation when the caller stops waiting.
 //!
-//! rmcp keeps everything else on the same pipes: the handshake, probes,
-//! listings, relayed requests, the upstream's own requests and
-//! notifications. One writer task owns the child's stdin and writes whole
-//! lines from either side, several at a time when they queue up; one reader
-//! task owns its stdout, answers what it recognises — responses to the
-//! line's own ids (from [`ID_BASE`] up) and progress notifications — and
-//! hands every other line to rmcp as it came.
+//! On a stdio upstream a call takes the [`Line`]: one line of JSON-RPC text
+//! with an id from [`ID_BASE`] up, answered by the reader task that owns
+//! the child's stdout (`stdio.rs`), with no typed model in between. rmcp
+//! keeps the rest of the session (handshake, probes, listings, relays, the
+//! upstream's own requests) on the same pipes, and carries calls to
+//! upstreams without a line.
 
 use std::collections::HashMap;
 use std::ops::Range;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
-use rmcp::model::ProgressToken;
-use serde::Deserialize;
-use serde_json::value::RawValue;
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use rmcp::model::{
+    CallToolRequest, CallToolRequestParams, CancelledNotificationParam, ClientRequest, ErrorData,
+    InputRequiredResult, InputResponses, JsonObject, NumberOrString, ProgressToken, RequestId,
+    RequestMetaObject, ServerResult,
+};
+use rmcp::service::{Peer, PeerRequestOptions, RequestHandle, RoleClient, ServiceError};
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
-use super::UpstreamHandler;
+use super::errors::from_service_error;
+use super::{Connection, UpstreamHandler};
+use crate::error::{CallError, Delivery, ErrorCategory};
+use crate::reply::{CallReply, ToolResult};
+use crate::stream::EventSink;
 
 /// The first JSON-RPC id of the line's own requests: far above anything
 /// rmcp's counter reaches, and still exact as a JavaScript number.
@@ -33,16 +38,13 @@ pub const ID_BASE: u64 = 1 << 40;
 /// Longest line read from an upstream: a bigger one ends the connection.
 pub const MAX_LINE_BYTES: usize = 64 * 1024 * 1024;
 
-/// Most bytes the writer gathers into one write.
-const WRITE_BATCH: usize = 64 * 1024;
-
 /// An upstream's answer to one of the line's requests, as it was written.
 #[derive(Debug)]
 pub struct Answer {
-    line: Bytes,
+    pub(super) line: Bytes,
     /// Where its `result` (or `error`) is in `line`.
-    body: Range<usize>,
-    ok: bool,
+    pub(super) body: Range<usize>,
+    pub(super) ok: bool,
 }
 
 impl Answer {
@@ -79,6 +81,16 @@ impl std::fmt::Debug for Line {
 }
 
 impl Line {
+    /// A line whose requests go to the writer task behind `out`.
+    pub(super) fn new(out: mpsc::UnboundedSender<Bytes>) -> Self {
+        Self(Arc::new(Shared {
+            out,
+            pending: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(ID_BASE),
+            closed: AtomicBool::new(false),
+        }))
+    }
+
     /// An id for the next request.
     pub fn next_id(&self) -> u64 {
         self.0.next_id.fetch_add(1, Ordering::Relaxed)
@@ -122,406 +134,486 @@ impl Line {
     pub fn is_closed(&self) -> bool {
         self.0.closed.load(Ordering::Acquire)
     }
+
+    /// Hands an answer to the request waiting for it (an answer nobody
+    /// waits for, its call given up, is dropped).
+    pub(super) fn answer(&self, id: u64, answer: Answer) {
+        let waiting = self
+            .0
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        if let Some(tx) = waiting {
+            let _ = tx.send(answer);
+        }
+    }
+
+    /// The upstream's output ended: requests still waiting get no answer
+    /// (their receivers see the sender dropped), and no new one is taken.
+    pub(super) fn close(&self) {
+        let waiting = {
+            let mut pending = self.0.pending.lock().unwrap_or_else(|p| p.into_inner());
+            self.0.closed.store(true, Ordering::Release);
+            std::mem::take(&mut *pending)
+        };
+        drop(waiting);
+    }
 }
 
-/// Opens a line over a child's pipes: spawns its writer and reader tasks
-/// on the current runtime, and returns the line with the pipe ends rmcp
-/// serves its session on.
-pub fn open<R, W>(
-    stdout: R,
-    stdin: W,
-    handler: UpstreamHandler,
-) -> (Line, (FromUpstream, ToUpstream))
-where
-    R: AsyncRead + Unpin + Send + 'static,
-    W: AsyncWrite + Unpin + Send + 'static,
-{
-    let (out, out_rx) = mpsc::unbounded_channel();
-    let (to_rmcp, rmcp_rx) = mpsc::unbounded_channel();
-    let line = Line(Arc::new(Shared {
-        out: out.clone(),
-        pending: Mutex::new(HashMap::new()),
-        next_id: AtomicU64::new(ID_BASE),
-        closed: AtomicBool::new(false),
-    }));
-    tokio::spawn(write_loop(stdin, out_rx));
-    tokio::spawn(read_loop(stdout, line.clone(), handler, to_rmcp));
-    (
-        line,
-        (
-            FromUpstream {
-                rx: rmcp_rx,
-                chunk: Bytes::new(),
+/// Whether a call has been handed to the upstream. Shared with the router,
+/// which reads it when a service dies before answering: a call that was
+/// never sent can go anywhere again; one that was may have run.
+#[derive(Debug, Clone, Default)]
+pub struct Ticket(Arc<AtomicBool>);
+
+impl Ticket {
+    /// A ticket for a call not yet sent.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub(crate) fn mark_sent(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+    /// The upstream provably did not take the call (e.g. it answered 429).
+    pub(crate) fn mark_unsent(&self) {
+        self.0.store(false, Ordering::Release);
+    }
+    /// Delivery as far as we know it.
+    pub fn delivery(&self) -> Delivery {
+        if self.0.load(Ordering::Acquire) {
+            Delivery::MaybeSent
+        } else {
+            Delivery::NeverSent
+        }
+    }
+}
+
+/// What the calling client brings to a call besides its arguments.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    /// Its declared capabilities: a 2026-07-28 upstream is told them with
+    /// the call, so it asks only for what the caller can give.
+    pub capabilities: Option<serde_json::Value>,
+    /// Its answers to an earlier `input_required` round.
+    pub input_responses: Option<InputResponses>,
+    /// The upstream's state from that round, echoed back.
+    pub request_state: Option<String>,
+    /// An upstream's `input_required` result goes back to the caller as it
+    /// is (a 2026-07-28 client answers it with a retry) instead of being
+    /// answered here by asking the caller.
+    pub takes_input_required: bool,
+}
+
+/// One call as the wire carries it.
+pub struct Outgoing<'a> {
+    /// The tool's name upstream.
+    pub name: &'a str,
+    pub arguments: Option<&'a JsonObject>,
+    pub caller: &'a Caller,
+    /// Where its progress goes; closed when the caller left.
+    pub events: &'a EventSink,
+    /// Marked when the request is handed to the upstream.
+    pub ticket: &'a Ticket,
+    /// How long its answer may take.
+    pub timeout: Duration,
+    /// Fired when another replica answered it first.
+    pub cancel: &'a CancellationToken,
+    /// Ask the upstream for progress.
+    pub progress: bool,
+}
+
+/// What a call needs of a live upstream session: rmcp's peer, our handler
+/// of what the upstream sends, and — on a stdio upstream — the line that
+/// carries calls without rmcp. Cheap to clone.
+#[derive(Clone)]
+pub struct Upstream {
+    pub peer: Peer<RoleClient>,
+    pub handler: UpstreamHandler,
+    /// The upstream speaks a session-less revision (2026-07-28+).
+    pub stateless: bool,
+    line: Option<Line>,
+    /// What rmcp puts in every request's `_meta` for a session-less
+    /// upstream (protocol version, client info), as JSON members, and the
+    /// client capabilities it announces when a caller brings none.
+    request_meta: Arc<(String, String)>,
+}
+
+/// Rounds of `input_required` a call may go through before it is given up.
+const MAX_INPUT_ROUNDS: usize = 8;
+
+/// The `_meta` key of the client capabilities a 2026-07-28 request carries.
+const META_CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+
+impl Upstream {
+    /// The call-path face of a fresh connection.
+    pub fn new(conn: &Connection, handler: UpstreamHandler) -> Self {
+        let stateless = conn.stateless();
+        let request_meta = if stateless {
+            let info = rmcp::ClientHandler::get_info(&handler);
+            let mut meta = RequestMetaObject::new();
+            meta.set_protocol_version(conn.protocol().clone());
+            meta.set_client_info(info.client_info.clone());
+            let members = serde_json::to_string(&meta).unwrap_or_default();
+            let members = members
+                .strip_prefix('{')
+                .and_then(|m| m.strip_suffix('}'))
+                .unwrap_or_default()
+                .to_owned();
+            let caps = serde_json::to_string(&info.capabilities).unwrap_or_else(|_| "{}".into());
+            (members, caps)
+        } else {
+            Default::default()
+        };
+        Self {
+            peer: conn.peer.clone(),
+            handler,
+            stateless,
+            line: conn.line.clone(),
+            request_meta: Arc::new(request_meta),
+        }
+    }
+
+    /// Whether the upstream's line has closed (its output ended).
+    pub fn is_closed(&self) -> bool {
+        self.line.as_ref().is_some_and(Line::is_closed)
+    }
+
+    /// Sends one call and waits for its answer, through any rounds of
+    /// `input_required` the upstream asks for (answered by the caller
+    /// here, or handed back to a caller that answers them itself).
+    pub async fn call(&self, out: &Outgoing<'_>) -> Result<CallReply, CallError> {
+        let mut answers = Answers {
+            input_responses: out.caller.input_responses.clone(),
+            request_state: out.caller.request_state.clone(),
+        };
+        for _ in 0..MAX_INPUT_ROUNDS {
+            let reply = match &self.line {
+                Some(line) => self.line_round(line, out, &answers).await?,
+                None => self.peer_round(out, &answers).await?,
+            };
+            match reply {
+                CallReply::InputRequired(required) if !out.caller.takes_input_required => {
+                    // A 2026-07-28 upstream needs the caller's input first:
+                    // ask the caller, then send the call again.
+                    let (responses, state) = fulfil(out.events, required, out.timeout).await?;
+                    answers = Answers {
+                        input_responses: responses,
+                        request_state: state,
+                    };
+                }
+                reply => return Ok(reply),
+            }
+        }
+        // The caller's answers never satisfied it: not the service's fault.
+        Err(CallError::new(
+            ErrorCategory::Validation,
+            format!("no result after {MAX_INPUT_ROUNDS} rounds of input_required"),
+        )
+        .maybe_sent())
+    }
+
+    /// One `tools/call` round trip on the line: the request written as
+    /// text, its answer read as text, progress routed to the caller, and
+    /// the deadline and the caller's departure both cancelling it upstream.
+    async fn line_round(
+        &self,
+        line: &Line,
+        out: &Outgoing<'_>,
+        answers: &Answers,
+    ) -> Result<CallReply, CallError> {
+        if out.events.is_closed() {
+            return Err(caller_left_before_sending());
+        }
+        let id = line.next_id();
+        let text = request_text(self, out, answers, id)?;
+        let token = ProgressToken(NumberOrString::Number(
+            i64::try_from(id).unwrap_or(i64::MAX),
+        ));
+        let _outstanding = self.handler.outstanding();
+        let _route = self.handler.watch_progress(token, out.events.clone());
+        out.ticket.mark_sent();
+        let Ok(answer) = line.request(id, text) else {
+            return Err(CallError::new(
+                ErrorCategory::Network,
+                "upstream connection closed",
+            ));
+        };
+        match wait_for(out, answer).await {
+            Ok(Ok(answer)) => match answer.into_body() {
+                Ok(result) => CallReply::from_upstream(result),
+                Err(error) => Err(match serde_json::from_slice::<ErrorData>(&error) {
+                    Ok(e) => from_service_error(ServiceError::McpError(e), true),
+                    Err(e) => CallError::new(
+                        ErrorCategory::Protocol,
+                        format!("unreadable error from the upstream: {e}"),
+                    )
+                    .maybe_sent(),
+                }),
             },
-            ToUpstream {
-                out,
-                partial: Vec::new(),
-            },
-        ),
+            Ok(Err(_)) => Err(
+                CallError::new(ErrorCategory::Network, "upstream connection closed").maybe_sent(),
+            ),
+            Err(gave_up) => {
+                line.forget(id);
+                line.notify(cancelled_text(id, gave_up.reason()));
+                Err(gave_up.error(out.timeout))
+            }
+        }
+    }
+
+    /// One `tools/call` round trip through rmcp (upstreams without a line).
+    async fn peer_round(
+        &self,
+        out: &Outgoing<'_>,
+        answers: &Answers,
+    ) -> Result<CallReply, CallError> {
+        let mut params = CallToolRequestParams::new(out.name.to_owned());
+        params.arguments = out.arguments.cloned();
+        params.input_responses = answers.input_responses.clone();
+        params.request_state = answers.request_state.clone();
+        let mut options = PeerRequestOptions::no_options();
+        // The caller's capabilities go with each request to a 2026-07-28
+        // upstream (a session's were fixed when it began).
+        if self.stateless
+            && let Some(caps) = &out.caller.capabilities
+        {
+            let mut meta = RequestMetaObject::new();
+            meta.0
+                .0
+                .insert(META_CLIENT_CAPABILITIES.into(), caps.clone());
+            options.meta = Some(meta);
+        }
+        let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+        if out.events.is_closed() {
+            return Err(caller_left_before_sending());
+        }
+        out.ticket.mark_sent();
+        let _outstanding = self.handler.outstanding();
+        let handle = match self.peer.send_request_with_option(request, options).await {
+            Ok(h) => h,
+            Err(e) => return Err(from_service_error(e, false)),
+        };
+        let RequestHandle {
+            rx,
+            id,
+            progress_token,
+            ..
+        } = handle;
+        let _route = self
+            .handler
+            .watch_progress(progress_token, out.events.clone());
+        match wait_for(out, rx).await {
+            Ok(Ok(Ok(result))) => into_call_reply(result),
+            Ok(Ok(Err(e))) => Err(from_service_error(e, true)),
+            Ok(Err(_)) => Err(
+                CallError::new(ErrorCategory::Network, "upstream connection closed").maybe_sent(),
+            ),
+            Err(gave_up) => {
+                let params =
+                    CancelledNotificationParam::new(Some(id), Some(gave_up.reason().into()));
+                if let Err(e) = self.peer.notify_cancelled(params).await {
+                    tracing::debug!(error = %e, "could not send notifications/cancelled");
+                }
+                Err(gave_up.error(out.timeout))
+            }
+        }
+    }
+}
+
+/// Answers an `input_required` result's requests by asking the calling
+/// client; the answers and the upstream's state go into the next round.
+async fn fulfil(
+    caller: &EventSink,
+    required: InputRequiredResult,
+    patience: Duration,
+) -> Result<(Option<InputResponses>, Option<String>), CallError> {
+    let mut responses = InputResponses::new();
+    for (key, request) in required.input_requests.unwrap_or_default() {
+        let request = serde_json::to_value(&request).unwrap_or_default();
+        let method = request["method"].as_str().unwrap_or_default().to_owned();
+        let params = request
+            .get("params")
+            .cloned()
+            .unwrap_or_else(|| serde_json::json!({}));
+        let answer = match tokio::time::timeout(patience, caller.ask(&method, params)).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(e)) => {
+                return Err(CallError::new(
+                    ErrorCategory::Validation,
+                    format!("the upstream needs {method} from the caller: {}", e.message),
+                )
+                .maybe_sent());
+            }
+            Err(_) => {
+                return Err(CallError::new(
+                    ErrorCategory::Cancelled,
+                    format!(
+                        "the caller did not answer {method} within {} ms",
+                        patience.as_millis()
+                    ),
+                )
+                .maybe_sent());
+            }
+        };
+        responses.insert(key, answer);
+    }
+    Ok((
+        (!responses.is_empty()).then_some(responses),
+        required.request_state,
+    ))
+}
+
+/// The caller's answers to an earlier `input_required` round, sent with
+/// the next one.
+struct Answers {
+    input_responses: Option<InputResponses>,
+    request_state: Option<String>,
+}
+
+/// How a round ended without an answer.
+enum GaveUp {
+    Deadline,
+    CallerLeft,
+    Superseded,
+}
+
+impl GaveUp {
+    fn reason(&self) -> &'static str {
+        match self {
+            Self::Deadline => "deadline exceeded",
+            Self::CallerLeft => "client went away",
+            Self::Superseded => "another replica answered first",
+        }
+    }
+
+    fn error(&self, timeout: Duration) -> CallError {
+        match self {
+            Self::Deadline => CallError::new(
+                ErrorCategory::Timeout,
+                format!("no answer within {} ms", timeout.as_millis()),
+            ),
+            Self::CallerLeft => CallError::new(ErrorCategory::Cancelled, "the caller went away"),
+            Self::Superseded => {
+                CallError::new(ErrorCategory::Cancelled, "another replica answered first")
+            }
+        }
+        .maybe_sent()
+    }
+}
+
+/// Waits for `answer` until the call's deadline, its caller's departure or
+/// its cancellation, whichever comes first.
+async fn wait_for<T>(out: &Outgoing<'_>, answer: impl Future<Output = T>) -> Result<T, GaveUp> {
+    tokio::select! {
+        answer = tokio::time::timeout(out.timeout, answer) => answer.map_err(|_| GaveUp::Deadline),
+        () = out.events.closed() => Err(GaveUp::CallerLeft),
+        () = out.cancel.cancelled() => Err(GaveUp::Superseded),
+    }
+}
+
+fn caller_left_before_sending() -> CallError {
+    CallError::new(
+        ErrorCategory::Cancelled,
+        "the caller went away before the call was sent",
     )
 }
 
-/// Writes queued lines to the child's stdin, gathering what has queued up
-/// into one write. Ends when every sender is gone or the pipe breaks (the
-/// reader then sees the child's end).
-async fn write_loop<W: AsyncWrite + Unpin>(mut stdin: W, mut rx: mpsc::UnboundedReceiver<Bytes>) {
-    let mut batch = Vec::new();
-    while let Some(first) = rx.recv().await {
-        let written = match rx.try_recv() {
-            Err(_) => stdin.write_all(&first).await,
-            Ok(second) => {
-                batch.clear();
-                batch.extend_from_slice(&first);
-                batch.extend_from_slice(&second);
-                while batch.len() < WRITE_BATCH {
-                    match rx.try_recv() {
-                        Ok(more) => batch.extend_from_slice(&more),
-                        Err(_) => break,
-                    }
-                }
-                stdin.write_all(&batch).await
-            }
-        };
-        if let Err(e) = written {
-            tracing::debug!(error = %e, "upstream stdin closed");
-            return;
-        }
-    }
-}
-
-/// The parts of a JSON-RPC message the reader decides by.
-#[derive(Deserialize)]
-struct Peek<'a> {
-    #[serde(borrow, default)]
-    id: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    method: Option<&'a str>,
-    #[serde(borrow, default)]
-    params: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    result: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    error: Option<&'a RawValue>,
-}
-
-/// `notifications/progress` params.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Progress {
-    progress_token: ProgressToken,
-    progress: f64,
-    #[serde(default)]
-    total: Option<f64>,
-    #[serde(default)]
-    message: Option<String>,
-}
-
-/// What one line from the upstream is.
-enum Heard {
-    /// The answer to one of the line's requests.
-    Answer(u64, Range<usize>, bool),
-    /// Progress of a call.
-    Progress(Progress),
-    /// Anything else: rmcp's business.
-    Other,
-}
-
-/// Where `part` lies inside `whole` (it is a sub-slice of it).
-fn range_in(whole: &[u8], part: &str) -> Range<usize> {
-    let start = part.as_ptr() as usize - whole.as_ptr() as usize;
-    start..start + part.len()
-}
-
-fn classify(line: &[u8]) -> Heard {
-    let Ok(peek) = serde_json::from_slice::<Peek>(line) else {
-        return Heard::Other;
+/// The `tools/call` request as one line of JSON-RPC text.
+fn request_text(
+    upstream: &Upstream,
+    out: &Outgoing<'_>,
+    answers: &Answers,
+    id: u64,
+) -> Result<Vec<u8>, CallError> {
+    use std::io::Write as _;
+    let unwritable = |e: serde_json::Error| {
+        CallError::new(ErrorCategory::Internal, format!("unwritable request: {e}"))
     };
-    match peek.method {
-        None => {
-            let id = peek.id.and_then(|id| id.get().parse::<u64>().ok());
-            let Some(id) = id.filter(|id| *id >= ID_BASE) else {
-                return Heard::Other;
-            };
-            match (peek.result, peek.error) {
-                (Some(r), _) => Heard::Answer(id, range_in(line, r.get()), true),
-                (None, Some(e)) => Heard::Answer(id, range_in(line, e.get()), false),
-                (None, None) => Heard::Other,
-            }
+    let mut text = Vec::with_capacity(256);
+    let _ = write!(
+        text,
+        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"#
+    );
+    serde_json::to_writer(&mut text, out.name).map_err(unwritable)?;
+    if let Some(arguments) = out.arguments {
+        text.extend_from_slice(br#","arguments":"#);
+        serde_json::to_writer(&mut text, arguments).map_err(unwritable)?;
+    }
+    if let Some(responses) = &answers.input_responses {
+        text.extend_from_slice(br#","inputResponses":"#);
+        serde_json::to_writer(&mut text, responses).map_err(unwritable)?;
+    }
+    if let Some(state) = &answers.request_state {
+        text.extend_from_slice(br#","requestState":"#);
+        serde_json::to_writer(&mut text, state).map_err(unwritable)?;
+    }
+    let mut meta = Vec::new();
+    if out.progress {
+        let _ = write!(meta, r#","progressToken":{id}"#);
+    }
+    if upstream.stateless {
+        // As rmcp sends it: its metadata, then the caller's capabilities
+        // in place of its own (a session's were fixed when it began).
+        let (members, own_caps) = &*upstream.request_meta;
+        if !members.is_empty() {
+            meta.push(b',');
+            meta.extend_from_slice(members.as_bytes());
         }
-        Some("notifications/progress") if peek.id.is_none() => peek
-            .params
-            .and_then(|p| serde_json::from_str::<Progress>(p.get()).ok())
-            .map_or(Heard::Other, Heard::Progress),
-        Some(_) => Heard::Other,
+        let _ = write!(meta, r#","{META_CLIENT_CAPABILITIES}":"#);
+        match &out.caller.capabilities {
+            Some(caps) => serde_json::to_writer(&mut meta, caps).map_err(unwritable)?,
+            None => meta.extend_from_slice(own_caps.as_bytes()),
+        }
+    }
+    if let Some(members) = meta.strip_prefix(b",") {
+        text.extend_from_slice(br#","_meta":{"#);
+        text.extend_from_slice(members);
+        text.push(b'}');
+    }
+    text.extend_from_slice(b"}}\n");
+    Ok(text)
+}
+
+/// `notifications/cancelled` for one of the line's requests.
+fn cancelled_text(id: u64, reason: &str) -> Vec<u8> {
+    let params = CancelledNotificationParam::new(
+        Some(RequestId::Number(i64::try_from(id).unwrap_or(i64::MAX))),
+        Some(reason.to_owned()),
+    );
+    let note = serde_json::json!({
+        "jsonrpc": "2.0",
+        "method": "notifications/cancelled",
+        "params": params,
+    });
+    let mut text = serde_json::to_vec(&note).unwrap_or_default();
+    text.push(b'\n');
+    text
+}
+
+/// Accepts the result shapes a `tools/call` may legitimately produce.
+fn into_call_reply(result: ServerResult) -> Result<CallReply, CallError> {
+    match result {
+        ServerResult::CallToolResult(r) => Ok(CallReply::Complete(ToolResult::from_typed(&r))),
+        ServerResult::InputRequiredResult(r) => Ok(CallReply::InputRequired(r)),
+        // A bare `{}` parses as an empty result: a tool with no output.
+        ServerResult::EmptyResult(_) => Ok(CallReply::Complete(ToolResult::from_typed(
+            &rmcp::model::CallToolResult::success(Vec::new()),
+        ))),
+        other => Err(CallError::new(
+            ErrorCategory::Protocol,
+            format!("unexpected reply to tools/call: {}", variant_name(&other)),
+        )
+        .maybe_sent()),
     }
 }
 
-/// Reads the child's stdout line by line. When it ends, the line closes:
-/// requests still waiting get no answer (their receivers see the sender
-/// dropped), and rmcp sees its input end.
-async fn read_loop<R: AsyncRead + Unpin>(
-    stdout: R,
-    line: Line,
-    handler: UpstreamHandler,
-    to_rmcp: mpsc::UnboundedSender<Bytes>,
-) {
-    let mut reader = tokio::io::BufReader::with_capacity(64 * 1024, stdout);
-    loop {
-        let mut buf = Vec::new();
-        match read_line(&mut reader, &mut buf).await {
-            Ok(Read::End) => break,
-            Ok(Read::TooLong) => {
-                tracing::warn!(
-                    limit = MAX_LINE_BYTES,
-                    "upstream wrote a line over the limit; closing"
-                );
-                break;
-            }
-            Ok(Read::Line) => {}
-            Err(e) => {
-                tracing::debug!(error = %e, "upstream stdout failed");
-                break;
-            }
-        }
-        match classify(&buf) {
-            Heard::Answer(id, body, ok) => {
-                let waiting = line
-                    .0
-                    .pending
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&id);
-                // An answer nobody waits for (its call gave up) is dropped.
-                if let Some(tx) = waiting {
-                    let _ = tx.send(Answer {
-                        line: Bytes::from(buf),
-                        body,
-                        ok,
-                    });
-                }
-            }
-            Heard::Progress(p) => {
-                handler.progress(p.progress_token, p.progress, p.total, p.message)
-            }
-            Heard::Other => {
-                if to_rmcp.send(Bytes::from(buf)).is_err() {
-                    // rmcp's session is gone: the connection is closing.
-                    break;
-                }
-            }
-        }
-    }
-    let waiting = {
-        let mut pending = line.0.pending.lock().unwrap_or_else(|p| p.into_inner());
-        line.0.closed.store(true, Ordering::Release);
-        std::mem::take(&mut *pending)
-    };
-    drop(waiting);
-}
-
-/// What reading a line came to.
-enum Read {
-    Line,
-    TooLong,
-    End,
-}
-
-/// Reads up to and including the next `\n` (or the end of the input)
-/// into `buf`, giving up past [`MAX_LINE_BYTES`].
-async fn read_line<R: AsyncBufRead + Unpin>(
-    reader: &mut R,
-    buf: &mut Vec<u8>,
-) -> std::io::Result<Read> {
-    loop {
-        let available = reader.fill_buf().await?;
-        if available.is_empty() {
-            return Ok(if buf.is_empty() {
-                Read::End
-            } else {
-                Read::Line
-            });
-        }
-        if let Some(end) = available.iter().position(|b| *b == b'\n') {
-            buf.extend_from_slice(&available[..=end]);
-            reader.consume(end + 1);
-            return Ok(Read::Line);
-        }
-        let n = available.len();
-        buf.extend_from_slice(available);
-        reader.consume(n);
-        if buf.len() > MAX_LINE_BYTES {
-            return Ok(Read::TooLong);
-        }
-    }
-}
-
-/// The lines rmcp reads: everything from the upstream the line did not
-/// answer itself.
-pub struct FromUpstream {
-    rx: mpsc::UnboundedReceiver<Bytes>,
-    chunk: Bytes,
-}
-
-impl AsyncRead for FromUpstream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        while self.chunk.is_empty() {
-            match self.rx.poll_recv(cx) {
-                Poll::Ready(Some(next)) => self.chunk = next,
-                // End of input.
-                Poll::Ready(None) => return Poll::Ready(Ok(())),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
-        let n = self.chunk.len().min(buf.remaining());
-        let part = self.chunk.split_to(n);
-        buf.put_slice(&part);
-        Poll::Ready(Ok(()))
-    }
-}
-
-/// What rmcp writes: passed to the writer task a whole line at a time, so
-/// it never interleaves with the line's own requests.
-pub struct ToUpstream {
-    out: mpsc::UnboundedSender<Bytes>,
-    partial: Vec<u8>,
-}
-
-impl AsyncWrite for ToUpstream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let this = &mut *self;
-        this.partial.extend_from_slice(buf);
-        if let Some(end) = this.partial.iter().rposition(|b| *b == b'\n') {
-            let rest = this.partial.split_off(end + 1);
-            let whole = std::mem::replace(&mut this.partial, rest);
-            if this.out.send(Bytes::from(whole)).is_err() {
-                return Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into()));
-            }
-        }
-        Poll::Ready(Ok(buf.len()))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn answers_to_the_lines_ids_are_told_from_everything_else() {
-        let ours = format!(r#"{{"jsonrpc":"2.0","id":{ID_BASE},"result":{{"content":[]}}}}"#);
-        match classify(ours.as_bytes()) {
-            Heard::Answer(id, body, true) => {
-                assert_eq!(id, ID_BASE);
-                assert_eq!(&ours[body], r#"{"content":[]}"#);
-            }
-            _ => panic!("not an answer"),
-        }
-        let error = format!(
-            r#"{{"jsonrpc":"2.0","id":{},"error":{{"code":-32602,"message":"no"}}}}"#,
-            ID_BASE + 7
-        );
-        assert!(matches!(
-            classify(error.as_bytes()),
-            Heard::Answer(_, _, false)
-        ));
-        // rmcp's own ids, requests and notifications go to rmcp.
-        for other in [
-            r#"{"jsonrpc":"2.0","id":3,"result":{}}"#,
-            r#"{"jsonrpc":"2.0","id":"x","result":{}}"#,
-            r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
-            r#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#,
-            "Starting server...",
-            "[]",
-        ] {
-            assert!(
-                matches!(classify(other.as_bytes()), Heard::Other),
-                "{other}"
-            );
-        }
-    }
-
-    #[test]
-    fn progress_is_read_with_its_token() {
-        let line = r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":1099511627776,"progress":2,"total":5,"message":"two"}}"#;
-        let Heard::Progress(p) = classify(line.as_bytes()) else {
-            panic!("not progress");
-        };
-        assert_eq!(
-            p.progress_token,
-            ProgressToken(rmcp::model::NumberOrString::Number(ID_BASE as i64))
-        );
-        assert_eq!((p.progress, p.total), (2.0, Some(5.0)));
-        assert_eq!(p.message.as_deref(), Some("two"));
-    }
-
-    #[tokio::test]
-    async fn rmcp_lines_pass_whole_and_requests_get_their_answers() {
-        let (ours, theirs) = tokio::io::duplex(1 << 16);
-        let (child_out, mut upstream_writes) = tokio::io::split(theirs);
-        let (upstream_reads, child_in) = tokio::io::duplex(1 << 16);
-        let (events, _rx) = mpsc::unbounded_channel();
-        let (line, (mut from, mut to)) = open(
-            tokio::io::split(ours).0,
-            child_in,
-            UpstreamHandler::new(events),
-        );
-        drop(child_out);
-        // rmcp writes a request in two pieces; it reaches the child whole.
-        to.write_all(br#"{"jsonrpc":"2.0","id":0,"#).await.unwrap();
-        let id = line.next_id();
-        let answer = line
-            .request(
-                id,
-                format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"tools/call\"}}\n")
-                    .into_bytes(),
-            )
-            .unwrap();
-        to.write_all(b"\"method\":\"ping\"}\n").await.unwrap();
-        let mut seen = tokio::io::BufReader::new(upstream_reads);
-        let mut first = String::new();
-        let mut second = String::new();
-        seen.read_line(&mut first).await.unwrap();
-        seen.read_line(&mut second).await.unwrap();
-        assert!(first.contains("tools/call"), "{first}");
-        assert_eq!(
-            second,
-            "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"ping\"}\n"
-        );
-        // The child answers both: ours to the line, rmcp's to rmcp.
-        upstream_writes
-            .write_all(
-                format!("{{\"jsonrpc\":\"2.0\",\"id\":0,\"result\":{{}}}}\n{{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{{\"isError\":false}}}}\n")
-                    .as_bytes(),
-            )
-            .await
-            .unwrap();
-        let body = answer.await.unwrap().into_body().unwrap();
-        assert_eq!(&body[..], br#"{"isError":false}"#);
-        let mut rmcp_side = tokio::io::BufReader::new(&mut from);
-        let mut reply = String::new();
-        rmcp_side.read_line(&mut reply).await.unwrap();
-        assert_eq!(reply, "{\"jsonrpc\":\"2.0\",\"id\":0,\"result\":{}}\n");
-        // The child's end closes the line; a waiting request learns it.
-        let id = line.next_id();
-        let waiting = line.request(id, b"{}\n".to_vec()).unwrap();
-        drop(upstream_writes);
-        assert!(waiting.await.is_err());
-        assert!(line.is_closed());
-        assert!(line.request(line.next_id(), b"{}\n".to_vec()).is_err());
-    }
+fn variant_name(r: &ServerResult) -> String {
+    serde_json::to_value(r)
+        .ok()
+        .and_then(|v| {
+            v.as_object()
+                .map(|o| o.keys().cloned().collect::<Vec<_>>().join(","))
+        })
+        .unwrap_or_else(|| "unknown".into())
 }
