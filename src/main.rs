@@ -75,6 +75,12 @@ struct ServeArgs {
     listen: Option<std::net::SocketAddr>,
 }
 
+/// mimalloc: a call allocates and frees dozens of small buffers (request,
+/// tables, the upstream's answer), and its thread-local free lists cost
+/// far less per call than the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // The warden of an upstream server's process group: a separate small
     // program that happens to live in this executable.
