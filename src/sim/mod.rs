@@ -61,9 +61,30 @@ pub async fn run(opts: SimOptions) -> anyhow::Result<()> {
         Some(addr) => http::serve(server, addr).await,
         None => {
             use rmcp::ServiceExt;
-            let running = server.serve(rmcp::transport::stdio()).await?;
+            let running = match stdio_pipes() {
+                Some(pipes) => server.serve(pipes).await?,
+                None => server.serve(rmcp::transport::stdio()).await?,
+            };
             running.waiting().await?;
             Ok(())
         }
     }
+}
+
+/// Stdin and stdout as non-blocking pipes, when they are pipes (as a
+/// client that launches the simulator makes them). tokio's own stdin reads
+/// on a blocking thread, a hand-off per read: over a pipe the reactor can
+/// wait on it directly.
+fn stdio_pipes() -> Option<(
+    tokio::net::unix::pipe::Receiver,
+    tokio::net::unix::pipe::Sender,
+)> {
+    use std::os::fd::{AsFd, OwnedFd};
+    let duplicate =
+        |fd: std::os::fd::BorrowedFd<'_>| -> Option<OwnedFd> { fd.try_clone_to_owned().ok() };
+    let stdin = duplicate(std::io::stdin().as_fd())?;
+    let stdout = duplicate(std::io::stdout().as_fd())?;
+    let reader = tokio::net::unix::pipe::Receiver::from_owned_fd(stdin).ok()?;
+    let writer = tokio::net::unix::pipe::Sender::from_owned_fd(stdout).ok()?;
+    Some((reader, writer))
 }
