@@ -16,7 +16,12 @@
 # simulator for `direct`), from /proc. The upstream answers at once
 # (--unit-latency-ms 0) so the bridge's own cost shows.
 #
-# usage: scripts/bench.sh [--duration 10s] [--out docs/performance.md] [--no-peers]
+# Each row is measured --repeat times (default 3), the passes interleaved so
+# that a drift of the machine touches every target alike, and the table
+# shows each figure's median.
+#
+# usage: scripts/bench.sh [--duration 10s] [--repeat 3] [--clients "1 16 64"]
+#                         [--out docs/performance.md] [--no-peers]
 # needs: wrk (Debian package), curl, python3, node/npm; builds mcpvisor with
 # --release. The peers are installed, pinned, once into
 # ${MCPVISOR_BENCH_CACHE:-~/.cache/mcpvisor-bench} (the Rust one built there
@@ -24,6 +29,8 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DURATION=10s
+REPEAT=3
+CLIENTS="1 16 64"
 OUT="$ROOT/docs/performance.md"
 PEERS=1
 CACHE_DIR="${MCPVISOR_BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mcpvisor-bench}"
@@ -31,6 +38,8 @@ while [[ $# -gt 0 ]]; do
   case "$1" in
     --no-peers) PEERS=0; shift ;;
     --duration) DURATION="$2"; shift 2 ;;
+    --repeat) REPEAT="$2"; shift 2 ;;
+    --clients) CLIENTS="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
     *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -175,10 +184,10 @@ check_call() {
   echo "bench.sh: $name does not answer $tool: $reply" >&2; exit 1
 }
 
-ROWS=()
-declare -A RPS P50 CPU
+RESULTS="$WORK/results.tsv"
+: > "$RESULTS"
 run() {
-  local target=$1 era=$2 c=$3 port pid sid="" before after out
+  local target=$1 era=$2 c=$3 pass=$4 port pid sid="" before after out
   local path=/mcp tool=asana_list_workspaces
   case $target in
     direct) port=$SIM_PORT; pid=$SIM_PID ;;
@@ -205,9 +214,8 @@ run() {
   local rps cpu
   rps=$(awk -v r="$req" -v s="$secs" 'BEGIN{printf "%.0f", r/s}')
   cpu=$(awk -v a="$after" -v b="$before" -v t="$TICK" -v r="$req" 'BEGIN{printf "%.3f", (a-b)/t*1000/r}')
-  ROWS+=("| $target | $era | $c | $rps | $p50 | $p99 | $p999 | $cpu | $errs |")
-  RPS["$target/$era/$c"]=$rps; P50["$target/$era/$c"]=$p50; CPU["$target/$era/$c"]=$cpu
-  echo "$target $era c=$c: $rps req/s p50 ${p50}us p99 ${p99}us p999 ${p999}us cpu ${cpu} ms/call errors $errs" >&2
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$target" "$era" "$c" "$rps" "$p50" "$p99" "$p999" "$cpu" "$errs" >> "$RESULTS"
+  echo "pass $pass: $target $era c=$c: $rps req/s p50 ${p50}us p99 ${p99}us p999 ${p999}us cpu ${cpu} ms/call errors $errs" >&2
 }
 
 check_call direct "http://127.0.0.1:$SIM_PORT/mcp" asana_list_workspaces
@@ -221,37 +229,51 @@ if (( PEERS )); then
   PEER_TARGETS=(rust-mcp-proxy py-mcp-proxy supergateway)
 fi
 
-for c in 1 16 64; do
-  for era in 2025 2026; do
-    for target in direct stdio http cached bypass; do
-      run "$target" "$era" "$c"
+for pass in $(seq 1 "$REPEAT"); do
+  for c in $CLIENTS; do
+    for era in 2025 2026; do
+      for target in direct stdio http cached bypass; do
+        run "$target" "$era" "$c" "$pass"
+      done
+      if [[ $era == 2025 ]]; then
+        for target in "${PEER_TARGETS[@]}"; do run "$target" "$era" "$c" "$pass"; done
+      fi
     done
-    if [[ $era == 2025 ]]; then
-      for target in "${PEER_TARGETS[@]}"; do run "$target" "$era" "$c"; done
-    fi
   done
 done
 
-# Ratios of one run: mcpvisor (stdio upstream, 2025 session) against the
-# direct upstream and against the Rust mcp-proxy.
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b > 0) printf "%.2f", a/b; else print "n/a" }'; }
-RATIOS=()
-for c in 1 16 64; do
-  for t in stdio http; do
-    line="- c=$c, mcpvisor \`$t\`: $(ratio "${RPS[$t/2025/$c]}" "${RPS[direct/2025/$c]}")× direct's req/s"
-    line+=", p50 $(( ${P50[$t/2025/$c]} - ${P50[direct/2025/$c]} )) µs above direct"
-    if (( PEERS )); then
-      line+="; $(ratio "${RPS[$t/2025/$c]}" "${RPS[rust-mcp-proxy/2025/$c]}")× the Rust mcp-proxy's req/s"
-      line+=" at $(ratio "${CPU[$t/2025/$c]}" "${CPU[rust-mcp-proxy/2025/$c]}")× its CPU per call"
-    fi
-    RATIOS+=("$line")
-  done
-done
+# Medians of the passes, then the ratios of those: mcpvisor (2025 session)
+# against the direct upstream and against the Rust mcp-proxy.
+python3 - "$RESULTS" "$WORK/rows.md" "$WORK/ratios.md" <<'PY'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    t, era, c, *figures = line.rstrip("\n").split("\t")
+    rows.setdefault((t, era, int(c)), []).append([float(x) for x in figures])
+order = ["direct", "stdio", "http", "cached", "bypass", "rust-mcp-proxy", "py-mcp-proxy", "supergateway"]
+key = lambda k: (k[2], k[1], order.index(k[0]) if k[0] in order else 99)
+med = {k: [statistics.median(col) for col in zip(*v)] for k, v in rows.items()}
+with open(sys.argv[2], "w") as out:
+    for k in sorted(med, key=key):
+        rps, p50, p99, p999, cpu, errs = med[k]
+        errs = int(sum(r[5] for r in rows[k]))
+        out.write(f"| {k[0]} | {k[1]} | {k[2]} | {rps:.0f} | {p50:.0f} | {p99:.0f} | {p999:.0f} | {cpu:.3f} | {errs} |\n")
+with open(sys.argv[3], "w") as out:
+    for c in sorted({k[2] for k in med}):
+        for t in ("stdio", "http"):
+            me, direct, peer = med.get((t, "2025", c)), med.get(("direct", "2025", c)), med.get(("rust-mcp-proxy", "2025", c))
+            if not me or not direct:
+                continue
+            line = f"- c={c}, mcpvisor `{t}`: {me[0] / direct[0]:.2f}× direct's req/s, p50 {me[1] - direct[1]:.0f} µs above direct"
+            if peer:
+                line += f"; {me[0] / peer[0]:.2f}× the Rust mcp-proxy's req/s at {me[4] / peer[4]:.2f}× its CPU per call"
+            out.write(line + "\n")
+PY
 
 TABLE="$WORK/table.md"
 {
   echo "<!-- bench:begin (written by scripts/bench.sh; edit outside the markers) -->"
-  echo "The call path, measured by \`scripts/bench.sh --duration $DURATION\` (wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'), $DURATION per row, one run)"
+  echo "The call path, measured by \`scripts/bench.sh --duration $DURATION --repeat $REPEAT\` (wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'), $DURATION per row; each figure the median of $REPEAT interleaved passes)"
   echo "on $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr), $(date -u +%Y-%m-%d)."
   echo "Every row is \`tools/call asana_list_workspaces\` with unique ids against the simulator answering"
   echo "at once; \`direct\` is the simulator's own HTTP server, \`stdio\` and \`http\` are mcpvisor in front"
@@ -263,14 +285,14 @@ TABLE="$WORK/table.md"
   echo
   echo "| target | era | clients | req/s | p50 | p99 | p99.9 | CPU ms/call | errors |"
   echo "|---|---|---|---|---|---|---|---|---|"
-  printf '%s\n' "${ROWS[@]}"
+  cat "$WORK/rows.md"
   echo
-  echo "Ratios in this run (2025 sessions):"
+  echo "Ratios in this run (2025 sessions, of the medians):"
   echo
-  printf '%s\n' "${RATIOS[@]}"
+  cat "$WORK/ratios.md"
   echo "<!-- bench:end -->"
 } > "$TABLE"
-printf '%s\n' "${RATIOS[@]}" >&2
+cat "$WORK/ratios.md" >&2
 python3 - "$OUT" "$TABLE" <<'PY'
 import pathlib, re, sys
 out, table = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]).read_text()
