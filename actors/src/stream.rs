@@ -80,6 +80,8 @@ pub struct EventSink {
     asks: Option<Asks>,
     /// The consumer shows progress: upstreams are asked for it.
     progress: bool,
+    /// The consumer shows status lines (routing, retries, waiting).
+    statuses: bool,
 }
 
 /// A request the upstream server made of the calling client while serving
@@ -138,6 +140,7 @@ impl EventSink {
             high_water: Arc::new(AtomicU64::new(f64::NEG_INFINITY.to_bits())),
             asks: None,
             progress: true,
+            statuses: true,
         }
     }
 
@@ -148,6 +151,7 @@ impl EventSink {
             high_water: Arc::new(AtomicU64::new(f64::NEG_INFINITY.to_bits())),
             asks: None,
             progress: false,
+            statuses: false,
         }
     }
 
@@ -162,6 +166,25 @@ impl EventSink {
     /// Whether the consumer shows progress.
     pub fn wants_progress(&self) -> bool {
         self.progress
+    }
+
+    /// The consumer shows no status lines (an MCP client): none are made.
+    pub fn without_status(mut self) -> Self {
+        self.statuses = false;
+        self
+    }
+
+    /// Emits a status line, if the consumer shows them; the message is
+    /// only written then.
+    pub fn status(
+        &self,
+        stage: &'static str,
+        message: impl FnOnce() -> String,
+        service: Option<&str>,
+    ) {
+        if self.statuses {
+            self.emit(StreamEvent::status(stage, message(), service));
+        }
     }
 
     /// Raises the high-water mark to `p`; false if `p` does not exceed it.

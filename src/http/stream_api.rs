@@ -132,6 +132,11 @@ async fn start_stream(
     } else {
         sink.without_progress()
     };
+    let sink = if options.enable_status_updates {
+        sink
+    } else {
+        sink.without_status()
+    };
     let (tx, rx) = mpsc::channel::<sse::Event>(state.server.event_buffer.max(8));
     let router = state.router.clone();
     let started = Instant::now();

@@ -24,7 +24,7 @@ use crate::quarantine::{Fingerprint, fingerprint};
 use crate::registry::ToolEntry;
 use crate::service::suspect::Suspect;
 use crate::service::{CallJob, CallReply, ServiceHandle, ServiceState, Ticket};
-use crate::stream::{EventSink, StreamEvent};
+use crate::stream::EventSink;
 
 /// The shared parts a call runs against.
 #[derive(Clone, Copy)]
@@ -343,19 +343,21 @@ impl Call<'_> {
             let hedge_name = second.service.clone();
             let hedge_cancel = second.cancel.clone();
             tracing::info!(tool = %self.entry.tool.name, from = %primary_name, to = %hedge_name, suspect = now_suspect, "hedging a lingering call");
-            self.events.emit(StreamEvent::status(
+            self.events.status(
                 "hedged",
-                format!(
-                    "{primary_name} {}; also calling `{}` on {hedge_name}",
-                    if now_suspect {
-                        "stopped answering"
-                    } else {
-                        "is slow"
-                    },
-                    self.entry.upstream_name
-                ),
+                || {
+                    format!(
+                        "{primary_name} {}; also calling `{}` on {hedge_name}",
+                        if now_suspect {
+                            "stopped answering"
+                        } else {
+                            "is slow"
+                        },
+                        self.entry.upstream_name
+                    )
+                },
                 Some(&hedge_name),
-            ));
+            );
             let mut second = std::pin::pin!(self.settle(second));
             return tokio::select! {
                 a = &mut first => {
@@ -512,11 +514,11 @@ pub(crate) async fn execute(
             if any_recovering(entry, directory, &excluded)
                 && tokio::time::Instant::now() < wait_deadline
             {
-                events.emit(StreamEvent::status(
+                events.status(
                     "waiting",
-                    format!("no replica of `{}` is ready; waiting for one", entry.group),
+                    || format!("no replica of `{}` is ready; waiting for one", entry.group),
                     None,
-                ));
+                );
                 tokio::select! {
                     _ = tokio::time::timeout_at(wait_deadline, notified) => {}
                     () = events.closed() => {}
@@ -542,18 +544,20 @@ pub(crate) async fn execute(
         let span = tracing::Span::current();
         span.record("service", service.as_str());
         span.record("attempt", attempts);
-        events.emit(StreamEvent::status(
+        events.status(
             if attempts == 1 {
                 "dispatched"
             } else {
                 "failover"
             },
-            format!(
-                "attempt {attempts}: calling `{}` on {service}",
-                entry.upstream_name
-            ),
+            || {
+                format!(
+                    "attempt {attempts}: calling `{}` on {service}",
+                    entry.upstream_name
+                )
+            },
             Some(&service),
-        ));
+        );
         let settled = match call.dispatch(&target) {
             Ok(d) => {
                 let (settled, was_hedged) = call.race(d, &excluded).await;

@@ -34,7 +34,7 @@ use crate::metrics::Metrics;
 use crate::quarantine::Fingerprint;
 use crate::retry::RetryConfig;
 use crate::service::ServiceState;
-use crate::stream::{EventSink, StreamEvent};
+use crate::stream::EventSink;
 use crate::transport::line::Outgoing;
 
 /// One call for one service.
@@ -247,18 +247,20 @@ impl Lane {
                 delay_ms = delay.as_millis() as u64,
                 "retrying"
             );
-            job.events.emit(StreamEvent::status(
+            job.events.status(
                 "retrying",
-                format!(
-                    "{}: retrying on {} in {} ms (attempt {} of {})",
-                    e.category,
-                    self.name(),
-                    delay.as_millis(),
-                    job.attempt + 1,
-                    job.retry.policy(e.category).map_or(0, |p| p.max_attempts),
-                ),
+                || {
+                    format!(
+                        "{}: retrying on {} in {} ms (attempt {} of {})",
+                        e.category,
+                        self.name(),
+                        delay.as_millis(),
+                        job.attempt + 1,
+                        job.retry.policy(e.category).map_or(0, |p| p.max_attempts),
+                    )
+                },
                 Some(self.name()),
-            ));
+            );
             self.metrics.retry(self.name(), e.category);
             self.retrying.fetch_add(1, Ordering::Relaxed);
             self.publish_load();

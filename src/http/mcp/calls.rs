@@ -140,7 +140,9 @@ pub async fn tools_call(
         Era::Session(s) => Some(s.track(request_key(&id))),
         Era::Stateless => None,
     };
+    // An MCP client sees no status lines, and progress only for a token.
     let (sink, mut events) = EventSink::channel(state.server.event_buffer);
+    let sink = sink.without_status();
     let sink = if notes.progress_token.is_some() {
         sink
     } else {
@@ -148,8 +150,9 @@ pub async fn tools_call(
     };
     // A session client reading the call's SSE stream can be asked for
     // sampling or elicitation on the upstream's behalf, on that stream.
+    let takes_sse = era::accepts_sse(&req);
     let session = match &era {
-        Era::Session(s) if era::accepts_sse(&req) => Some(s.clone()),
+        Era::Session(s) if takes_sse => Some(s.clone()),
         _ => None,
     };
     let (sink, mut asks) = match &session {
@@ -187,7 +190,7 @@ pub async fn tools_call(
     };
     let mut call = Box::pin(call);
     tokio::pin!(cancelled);
-    if !era::accepts_sse(&req) {
+    if !takes_sse {
         // One JSON answer; progress has nowhere to go.
         let outcome = tokio::select! {
             o = &mut call => o,

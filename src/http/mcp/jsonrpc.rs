@@ -30,7 +30,12 @@ pub fn rpc_result(id: &Value, result: Value) -> Value {
 /// A JSON-RPC reply as text, around a result that already is: `id` as
 /// written on the wire, `result` a JSON object's text.
 pub fn result_text(id: &str, result: &[u8]) -> String {
-    let result = String::from_utf8_lossy(result);
+    // (Text an upstream wrote is checked UTF-8 already; the check here is
+    // cheaper than the lossy conversion's walk.)
+    let result = std::str::from_utf8(result).map_or_else(
+        |_| String::from_utf8_lossy(result),
+        std::borrow::Cow::Borrowed,
+    );
     let mut text = String::with_capacity(result.len() + id.len() + 36);
     text.push_str(r#"{"jsonrpc":"2.0","id":"#);
     text.push_str(id);
