@@ -39,7 +39,7 @@ use crate::error::{CallError, ErrorCategory};
 use crate::manifest::{CacheHint, CacheScope};
 use crate::metrics::Metrics;
 use crate::registry::ToolEntry;
-use crate::router::CallOutcome;
+use crate::reply::CallOutcome;
 use crate::service::CallReply;
 use crate::stream::{EventSink, StreamEvent};
 

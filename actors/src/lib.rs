@@ -6,7 +6,6 @@
 
 pub mod cache;
 pub mod catalog;
-pub mod directory;
 pub mod drill;
 pub mod error;
 pub mod health;
@@ -14,6 +13,7 @@ pub mod hedge;
 pub mod homes;
 pub mod manifest;
 pub mod metrics;
+pub mod model;
 pub mod process;
 pub mod quarantine;
 pub mod registry;
@@ -28,9 +28,10 @@ pub mod stream;
 pub mod supervisor;
 pub mod transport;
 
-pub use directory::Directory;
 pub use error::{CallError, Delivery, ErrorCategory};
-pub use health::{HealthMonitor, HealthStatus};
+pub use health::HealthMonitor;
+pub use model::Directory;
+pub use model::HealthStatus;
 pub use registry::Registry;
 pub use router::{CallOutcome, Execute, Router, RouterConfig};
 pub use service::{CallReply, Caller};

@@ -12,9 +12,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::directory::Directory;
 use crate::error::ErrorCategory;
-use crate::service::breaker::BreakerState;
+use crate::model::BreakerState;
+use crate::model::Directory;
 
 /// Labels of a finished call.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -448,7 +448,7 @@ impl Metrics {
             self.queued.get_or_create(&s).set(snap.queued as i64);
             self.up
                 .get_or_create(&s)
-                .set(i64::from(snap.state == crate::service::ServiceState::Ready));
+                .set(i64::from(snap.state == crate::model::ServiceState::Ready));
             self.health.get_or_create(&s).set(snap.health as i64);
             catch_up(&self.breaker_opened.get_or_create(&s), snap.breaker_opened);
             for (state, name) in [

@@ -7,6 +7,8 @@
 //! the way. The typed view is there for the APIs that render a result's
 //! parts.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use rmcp::model::{CallToolResult, InputRequiredResult};
 use serde::Deserialize;
@@ -67,6 +69,26 @@ impl CallReply {
             Err(e) => Err(unexpected(&e.to_string())),
         }
     }
+}
+
+/// A completed call.
+#[derive(Debug, Clone)]
+pub struct CallOutcome {
+    /// The upstream's answer (a result, which may itself be a tool error,
+    /// or a request for the caller's input).
+    pub result: CallReply,
+    /// The service that produced it.
+    pub service: String,
+    /// Attempts it took (1 = no failover).
+    pub attempts: u32,
+    /// Wall time from routing to result.
+    pub elapsed: Duration,
+    /// Whether a second replica was asked because the first lingered.
+    pub hedged: bool,
+    /// Served from the result cache (no upstream call).
+    pub cached: bool,
+    /// Shared with an identical call that was already in flight.
+    pub coalesced: bool,
 }
 
 /// The top-level members of a result the engine decides by.

@@ -24,14 +24,14 @@ mod attempts;
 pub mod passthrough;
 
 use crate::cache::{CacheUse, ResultCache};
-use crate::directory::Directory;
 use crate::error::{CallError, ErrorCategory};
-use crate::health::HealthStatus;
 use crate::hedge::{HedgeConfig, Hedging};
 use crate::metrics::Metrics;
+use crate::model::{Directory, HealthStatus, ServiceHandle, ServiceState};
 use crate::registry::{Registry, ToolEntry};
+pub use crate::reply::CallOutcome;
 use crate::retry::RetryConfig;
-use crate::service::{CallReply, Caller, ServiceHandle, ServiceState};
+use crate::service::Caller;
 use crate::stream::EventSink;
 
 /// Router settings.
@@ -91,26 +91,6 @@ pub fn call_span(request_id: &str, tool: &str) -> tracing::Span {
         service = tracing::field::Empty,
         attempt = tracing::field::Empty,
     )
-}
-
-/// A completed call.
-#[derive(Debug, Clone)]
-pub struct CallOutcome {
-    /// The upstream's answer (a result, which may itself be a tool error,
-    /// or a request for the caller's input).
-    pub result: CallReply,
-    /// The service that produced it.
-    pub service: String,
-    /// Attempts it took (1 = no failover).
-    pub attempts: u32,
-    /// Wall time from routing to result.
-    pub elapsed: Duration,
-    /// Whether a second replica was asked because the first lingered.
-    pub hedged: bool,
-    /// Served from the result cache (no upstream call).
-    pub cached: bool,
-    /// Shared with an identical call that was already in flight.
-    pub coalesced: bool,
 }
 
 /// The router: a plain shared structure, not an actor — it owns no

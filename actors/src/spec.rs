@@ -11,7 +11,6 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::manifest::Priority;
-pub use crate::service::breaker::BreakerSpec;
 
 /// The wire an upstream speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -231,6 +230,34 @@ impl RestartSpec {
             .saturating_mul(1u64 << n.min(20))
             .min(self.backoff_max_ms);
         Duration::from_millis(ms)
+    }
+}
+
+/// Breaker settings (`[services.breaker]`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerSpec {
+    /// Failures in a row that open the breaker.
+    pub consecutive_failures: u32,
+    /// Failure rate (0..1) over the window that opens it...
+    pub failure_rate: f64,
+    /// ... once at least this many calls are in the window.
+    pub min_calls: usize,
+    /// Outcomes remembered.
+    pub window: usize,
+    /// How long it stays open before a trial call.
+    pub open_ms: u64,
+}
+
+impl Default for BreakerSpec {
+    fn default() -> Self {
+        Self {
+            consecutive_failures: 5,
+            failure_rate: 0.5,
+            min_calls: 10,
+            window: 20,
+            open_ms: 5_000,
+        }
     }
 }
 

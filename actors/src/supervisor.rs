@@ -15,14 +15,13 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use crate::directory::Directory;
 use crate::health::{Evaluate, Forget, HealthMonitor};
 use crate::manifest::Manifest;
 use crate::metrics::Metrics;
+use crate::model::Directory;
+use crate::model::{ServiceHandle, ServiceState};
 use crate::registry::Registry;
-use crate::service::{
-    InjectPanic, ServiceActor, ServiceDown, ServiceHandle, ServiceState, Shutdown,
-};
+use crate::service::{Incarnation, InjectPanic, ServiceActor, ServiceDown, Shutdown};
 use crate::spec::ServiceSpec;
 
 /// Starts, watches and restarts the service actors.
@@ -124,7 +123,7 @@ impl Supervisor {
             Some(home) => ServiceActor::start_in_arbiter(home, move |_| actor),
             None => actor.start(),
         };
-        handle.attach(addr, generation);
+        handle.attach(crate::model::Part::new(generation, Arc::new(addr)));
         self.evaluate(handle.name());
         tracing::info!(service = %handle.name(), generation, "service started");
     }

@@ -39,7 +39,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use mcpvisor_actors::cache::CacheUse;
 use mcpvisor_actors::manifest::Streaming;
 use mcpvisor_actors::registry::ToolEntry;
-use mcpvisor_actors::service::ServiceState;
+use mcpvisor_actors::service::{Incarnation, ServiceState};
 use mcpvisor_actors::{
     CallError, CallOutcome, ErrorCategory, EventSink, HealthStatus, StreamEvent,
 };

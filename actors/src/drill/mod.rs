@@ -36,8 +36,8 @@ use tokio::sync::mpsc;
 
 pub use report::{Calls, Check, DrillReport, Timings};
 
-use crate::directory::Directory;
 use crate::health::HealthMonitor;
+use crate::model::Directory;
 use crate::registry::Registry;
 use crate::router::Router;
 use crate::supervisor::Supervisor;

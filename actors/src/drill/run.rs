@@ -16,10 +16,11 @@ use crate::cache::CacheUse;
 use crate::error::ErrorCategory;
 use crate::health::alerts::Severity;
 use crate::health::{GetAlerts, now_ms};
+use crate::model::{ServiceHandle, ServiceState};
 use crate::process::{self, Signal};
 use crate::registry::ToolEntry;
 use crate::router::Execute;
-use crate::service::{Caller, ServiceHandle, ServiceState, Sever};
+use crate::service::{Caller, Incarnation, Sever};
 use crate::stream::EventSink;
 use crate::supervisor::{ForgetRestarts, HoldRestart, InjectFault, SetEnabled};
 

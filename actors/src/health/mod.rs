@@ -19,50 +19,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::directory::Directory;
-use crate::service::{ServiceHandle, ServiceState};
+pub use crate::model::HealthStatus;
+use crate::model::{Directory, ServiceHandle, ServiceState};
 use alerts::{Alert, AlertBook, AlertEvent, Raise, Severity};
 use history::{History, Sample, Source, Summary};
 
 pub use webhook::Webhook;
-
-/// Health status of a service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[repr(u8)]
-pub enum HealthStatus {
-    /// Not seen up yet.
-    Unknown = 0,
-    /// Answering, and fast.
-    Healthy = 1,
-    /// Answering, but slower than its threshold.
-    Degraded = 2,
-    /// Failing, or down and restarting.
-    Unhealthy = 3,
-    /// Switched off by an operator.
-    Disabled = 4,
-    /// Restart intensity exceeded; no more restarts.
-    Failed = 5,
-}
-
-impl HealthStatus {
-    /// From the byte stored in a [`ServiceHandle`].
-    pub fn from_u8(v: u8) -> Self {
-        match v {
-            1 => Self::Healthy,
-            2 => Self::Degraded,
-            3 => Self::Unhealthy,
-            4 => Self::Disabled,
-            5 => Self::Failed,
-            _ => Self::Unknown,
-        }
-    }
-
-    /// Whether the service can take calls in this status.
-    pub fn serving(self) -> bool {
-        matches!(self, Self::Healthy | Self::Degraded)
-    }
-}
 
 /// Monitor settings (the `[alerts]` section).
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -16,14 +16,15 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::{Assignment, CallOutcome, RouterConfig, best_first};
-use crate::directory::Directory;
 use crate::error::{CallError, Delivery, ErrorCategory};
 use crate::hedge::Hedging;
 use crate::metrics::Metrics;
+use crate::model::Directory;
+use crate::model::{ServiceHandle, ServiceState};
 use crate::quarantine::{Fingerprint, fingerprint};
 use crate::registry::ToolEntry;
 use crate::service::suspect::Suspect;
-use crate::service::{CallJob, CallReply, ServiceHandle, ServiceState, Ticket};
+use crate::service::{CallJob, CallReply, Incarnation, Ticket};
 use crate::stream::EventSink;
 
 /// The shared parts a call runs against.

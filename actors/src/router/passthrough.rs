@@ -14,9 +14,10 @@ use rmcp::model::{ClientRequest, ServerResult};
 use tokio::sync::oneshot;
 
 use super::best_first;
-use crate::directory::Directory;
 use crate::error::{CallError, ErrorCategory};
+use crate::model::Directory;
 use crate::registry::Registry;
+use crate::service::Incarnation;
 pub use crate::service::forward::{Forward, RelayError, Watch};
 
 /// Names of every configured service, in config order.

@@ -25,15 +25,14 @@ use tokio_util::sync::CancellationToken;
 pub use crate::reply::{CallReply, ToolResult};
 pub use crate::transport::line::{Caller, Ticket, Upstream};
 
-use super::ServiceHandle;
-use crate::directory::Directory;
 use crate::error::{CallError, Delivery, ErrorCategory};
 use crate::health::history::Source;
 use crate::health::{self, ReportSample};
 use crate::metrics::Metrics;
+use crate::model::Directory;
+use crate::model::{ServiceHandle, ServiceState};
 use crate::quarantine::Fingerprint;
 use crate::retry::RetryConfig;
-use crate::service::ServiceState;
 use crate::stream::EventSink;
 use crate::transport::line::Outgoing;
 

@@ -10,10 +10,8 @@
 //! its [`ExitNotice`] tells the supervisor why, and the supervisor starts a
 //! fresh actor from the spec.
 
-pub mod breaker;
 pub mod call;
 pub mod forward;
-mod handle;
 mod probe;
 pub mod suspect;
 mod tools;
@@ -26,14 +24,33 @@ use actix::prelude::*;
 use rmcp::service::{Peer, RoleClient};
 use tokio::sync::mpsc;
 
+pub use crate::model::{ServiceHandle, ServiceSnapshot, ServiceState};
 pub use call::{CallJob, CallReply, Caller, Lane, Ticket, ToolResult};
-pub use handle::{ServiceHandle, ServiceSnapshot, ServiceState};
 
 use crate::health::history::Source;
 use crate::health::{self, ReportSample};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::transport::{self, Connection, UpstreamEvent, UpstreamHandler};
+
+/// The typed parts of a service's live incarnation, read from its handle
+/// (the read model keeps them untyped, so that it depends on no actor).
+pub trait Incarnation {
+    /// The live actor's address, when there is one.
+    fn addr(&self) -> Option<Arc<Addr<ServiceActor>>>;
+    /// The live incarnation's lane, while it is connected.
+    fn lane(&self) -> Option<Arc<Lane>>;
+}
+
+impl Incarnation for ServiceHandle {
+    fn addr(&self) -> Option<Arc<Addr<ServiceActor>>> {
+        self.actor_part()?.get()
+    }
+
+    fn lane(&self) -> Option<Arc<Lane>> {
+        self.lane_part()?.get()
+    }
+}
 
 /// Why a service actor ended, as the supervisor hears it.
 #[derive(Debug, Clone, Message)]
@@ -71,7 +88,11 @@ struct ExitNotice {
 impl Drop for ExitNotice {
     fn drop(&mut self) {
         let panicked = std::thread::panicking();
-        if let Some(lane) = self.handle.take_lane(self.generation) {
+        if let Some(lane) = self
+            .handle
+            .take_lane_part(self.generation)
+            .and_then(|p| p.get::<Lane>())
+        {
             lane.close();
         }
         let reason = match (&self.reason, panicked) {
@@ -139,7 +160,7 @@ struct Live {
 pub struct ServiceActor {
     handle: Arc<ServiceHandle>,
     registry: Arc<Registry>,
-    directory: Arc<crate::directory::Directory>,
+    directory: Arc<crate::model::Directory>,
     monitor: Recipient<ReportSample>,
     metrics: Arc<Metrics>,
     connecting_since: Instant,
@@ -167,7 +188,7 @@ impl ServiceActor {
     pub fn new(
         handle: Arc<ServiceHandle>,
         registry: Arc<Registry>,
-        directory: Arc<crate::directory::Directory>,
+        directory: Arc<crate::model::Directory>,
         supervisor: Recipient<ServiceDown>,
         monitor: Recipient<ReportSample>,
         metrics: Arc<Metrics>,
@@ -289,7 +310,8 @@ impl ServiceActor {
             self.metrics.clone(),
             self.exit.generation,
         );
-        self.handle.set_lane(lane.clone());
+        self.handle
+            .set_lane_part(crate::model::Part::new(self.exit.generation, lane.clone()));
         self.lane = Some(lane);
         self.live = Some(Live {
             peer: conn.peer.clone(),

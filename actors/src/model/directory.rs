@@ -7,8 +7,8 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tokio::sync::Notify;
 
+use super::handle::ServiceHandle;
 use crate::quarantine::{Quarantine, QuarantineConfig};
-use crate::service::ServiceHandle;
 use crate::spec::ServiceSpec;
 
 /// Every configured service's handle, in configuration order.

@@ -1,55 +1,47 @@
 //! The shared, always-readable face of one service.
 //!
 //! A [`ServiceHandle`] outlives every restart of its service actor: the
-//! supervisor creates it once from the spec, swaps the actor address in and
-//! out, and the actor writes its state here. The router and the HTTP layer
-//! read it on every request without sending a message.
+//! supervisor creates it once from the spec, swaps the live incarnation's
+//! parts in and out (its actor's address, its lane for calls — kept here
+//! without their types, which the `service` module owns; see
+//! `service::Incarnation`), and the actor and its lane write their state
+//! here. The router and the HTTP layer read it on every request without
+//! sending a message.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use actix::Addr;
 use arc_swap::ArcSwapOption;
 use serde::Serialize;
 use tokio::sync::Notify;
 
 use super::breaker::{Breaker, BreakerState};
-use super::{Lane, ServiceActor};
-use crate::health::HealthStatus;
+use super::state::{HealthStatus, ServiceState};
 use crate::process::ProcessSlot;
 use crate::spec::ServiceSpec;
 
-/// Lifecycle state of a service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-#[repr(u8)]
-pub enum ServiceState {
-    /// Launching and negotiating.
-    Starting = 0,
-    /// Connected and serving.
-    Ready = 1,
-    /// Crashed; a restart is scheduled.
-    Restarting = 2,
-    /// Restart intensity exceeded: retried at a slow cadence (or not at
-    /// all, with `restart.give_up`).
-    Failed = 3,
-    /// Switched off by an operator or by config.
-    Disabled = 4,
-    /// Stopped because the daemon is shutting down.
-    Stopped = 5,
+/// A part of the live incarnation that the read model keeps without
+/// knowing its type, tagged with the incarnation it belongs to.
+pub struct Part {
+    generation: u64,
+    value: Arc<dyn std::any::Any + Send + Sync>,
 }
 
-impl ServiceState {
-    fn from_u8(v: u8) -> Self {
-        match v {
-            0 => Self::Starting,
-            1 => Self::Ready,
-            2 => Self::Restarting,
-            3 => Self::Failed,
-            4 => Self::Disabled,
-            _ => Self::Stopped,
-        }
+impl Part {
+    /// `value`, of incarnation `generation`.
+    pub fn new<T: std::any::Any + Send + Sync>(generation: u64, value: Arc<T>) -> Self {
+        Self { generation, value }
+    }
+
+    /// The incarnation it belongs to.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The value, if it is a `T`.
+    pub fn get<T: std::any::Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        self.value.clone().downcast::<T>().ok()
     }
 }
 
@@ -58,9 +50,10 @@ pub struct ServiceHandle {
     /// The service's spec.
     pub spec: Arc<ServiceSpec>,
     state: AtomicU8,
-    addr: ArcSwapOption<Addr<ServiceActor>>,
+    /// The current incarnation's actor address.
+    actor: ArcSwapOption<Part>,
     /// The current incarnation's lane, while it is connected.
-    lane: ArcSwapOption<Lane>,
+    lane: ArcSwapOption<Part>,
     generation: AtomicU64,
     restarts: AtomicU32,
     in_flight: AtomicUsize,
@@ -125,7 +118,7 @@ impl ServiceHandle {
         Self {
             spec,
             state: AtomicU8::new(state as u8),
-            addr: ArcSwapOption::empty(),
+            actor: ArcSwapOption::empty(),
             lane: ArcSwapOption::empty(),
             generation: AtomicU64::new(0),
             restarts: AtomicU32::new(0),
@@ -162,28 +155,31 @@ impl ServiceHandle {
         ServiceState::from_u8(self.state.load(Ordering::Acquire))
     }
 
-    /// The live actor, when there is one.
-    pub fn addr(&self) -> Option<Arc<Addr<ServiceActor>>> {
-        self.addr.load_full()
+    /// The live incarnation's actor address, untyped (see
+    /// `service::Incarnation`).
+    pub fn actor_part(&self) -> Option<Arc<Part>> {
+        self.actor.load_full()
     }
 
-    /// The way calls take to the upstream, while it is connected.
-    pub fn lane(&self) -> Option<Arc<Lane>> {
+    /// The live incarnation's lane, untyped, while it is connected.
+    pub fn lane_part(&self) -> Option<Arc<Part>> {
         self.lane.load_full()
     }
 
-    pub(crate) fn set_lane(&self, lane: Arc<Lane>) {
-        self.lane.store(Some(lane));
+    /// Publishes the connected incarnation's lane.
+    pub fn set_lane_part(&self, part: Part) {
+        self.lane.store(Some(Arc::new(part)));
     }
 
-    /// Takes the lane of incarnation `generation` out, if it is the current one.
-    pub(crate) fn take_lane(&self, generation: u64) -> Option<Arc<Lane>> {
+    /// Takes the lane of incarnation `generation` out, if it is the
+    /// current one.
+    pub fn take_lane_part(&self, generation: u64) -> Option<Arc<Part>> {
         let current = self.lane.load_full()?;
         if current.generation() != generation {
             return None;
         }
-        let swapped = self.lane.compare_and_swap(&current, None);
-        arc_swap::Guard::into_inner(swapped).filter(|l| Arc::ptr_eq(l, &current))
+        let previous = self.lane.compare_and_swap(&current, None);
+        arc_swap::Guard::into_inner(previous).filter(|p| Arc::ptr_eq(p, &current))
     }
 
     /// Which incarnation of the actor is current (increases on restart).
@@ -377,14 +373,15 @@ impl ServiceHandle {
 
     // ---- written by the supervisor ----
 
-    pub(crate) fn attach(&self, addr: Addr<ServiceActor>, generation: u64) {
-        self.generation.store(generation, Ordering::Release);
-        self.addr.store(Some(Arc::new(addr)));
+    /// A new incarnation's actor (its address, untyped) is starting.
+    pub fn attach(&self, actor: Part) {
+        self.generation.store(actor.generation(), Ordering::Release);
+        self.actor.store(Some(Arc::new(actor)));
         self.set_state(ServiceState::Starting);
     }
 
     pub(crate) fn detach(&self, state: ServiceState, exit: &str) {
-        self.addr.store(None);
+        self.actor.store(None);
         self.clear_suspect();
         self.set_state(state);
         self.pid.store(0, Ordering::Relaxed);

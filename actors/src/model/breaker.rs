@@ -10,35 +10,9 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-/// Breaker settings (`[services.breaker]`).
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct BreakerSpec {
-    /// Failures in a row that open the breaker.
-    pub consecutive_failures: u32,
-    /// Failure rate (0..1) over the window that opens it...
-    pub failure_rate: f64,
-    /// ... once at least this many calls are in the window.
-    pub min_calls: usize,
-    /// Outcomes remembered.
-    pub window: usize,
-    /// How long it stays open before a trial call.
-    pub open_ms: u64,
-}
-
-impl Default for BreakerSpec {
-    fn default() -> Self {
-        Self {
-            consecutive_failures: 5,
-            failure_rate: 0.5,
-            min_calls: 10,
-            window: 20,
-            open_ms: 5_000,
-        }
-    }
-}
+use crate::spec::BreakerSpec;
 
 /// The breaker's position, as reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
