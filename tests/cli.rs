@@ -138,6 +138,36 @@ fn call_and_tools_talk_to_a_running_daemon() {
         common::PROJECT
     );
 
+    // An incremental tool: its chunks are counted, and the list is whole
+    // again in the printed result.
+    let args = format!("{{\"workspace\":\"{}\"}}", common::WORKSPACE);
+    let out = Command::new(common::BIN)
+        .args([
+            "call",
+            "asana_search_tasks",
+            "--url",
+            &d.base,
+            "--args",
+            &args,
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let chunked = &result["chunked"];
+    let items = result["structuredContent"]["data"].as_array().unwrap();
+    assert!(chunked["chunks"].as_u64().unwrap() > 5, "{chunked}");
+    assert_eq!(items.len() as u64, chunked["items"].as_u64().unwrap());
+    assert!(
+        stderr.contains(&format!(
+            "chunk {0} of {0}, {1} items",
+            chunked["chunks"],
+            items.len()
+        )),
+        "{stderr}"
+    );
+
     let out = Command::new(common::BIN)
         .args(["call", "asana_get_task", "--url", &d.base, "--args", "{}"])
         .output()

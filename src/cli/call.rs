@@ -1,5 +1,7 @@
 //! `mcpvisor call`: one streamed tool call through a running daemon, with a
-//! progress bar while the upstream reports progress.
+//! progress bar while the upstream reports progress and a count of the
+//! chunks of an incremental tool's list as they arrive; the list is put
+//! back together in the result printed at the end.
 
 use std::time::Duration;
 
@@ -50,6 +52,7 @@ pub async fn run(args: CallArgs) -> anyhow::Result<()> {
     bar.enable_steady_tick(Duration::from_millis(120));
     let mut events = super::sse::Events::new(response);
     let mut failed = None;
+    let mut chunks = Chunks::default();
     while let Some(next) = events.next().await {
         let (event, data) = next?;
         if args.events {
@@ -65,9 +68,24 @@ pub async fn run(args: CallArgs) -> anyhow::Result<()> {
                 }
             }
             "status" => bar.set_message(data["message"].as_str().unwrap_or("").to_owned()),
-            "result" if !args.events => {
+            "chunk" => {
+                chunks.add(&data);
+                if let Some(total) = chunks.total.filter(|t| *t > 0) {
+                    bar.set_position((chunks.count * 100 / total) as u64);
+                }
+                bar.set_message(chunks.summary());
+            }
+            "result" => {
                 bar.finish_and_clear();
-                println!("{}", serde_json::to_string_pretty(&data)?);
+                if chunks.count > 0 {
+                    eprintln!("{}", chunks.summary());
+                }
+                if !args.events {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&chunks.reassemble(data))?
+                    );
+                }
             }
             "error" => failed = Some(data),
             _ => {}
@@ -82,4 +100,72 @@ pub async fn run(args: CallArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The chunks of an incremental tool's list, as they arrive.
+#[derive(Default)]
+struct Chunks {
+    count: usize,
+    total: Option<usize>,
+    items: Vec<Value>,
+}
+
+impl Chunks {
+    fn add(&mut self, chunk: &Value) {
+        self.count += 1;
+        self.total = chunk["totalChunks"].as_u64().map(|t| t as usize);
+        if let Some(items) = chunk["items"].as_array() {
+            self.items.extend(items.iter().cloned());
+        }
+    }
+
+    fn summary(&self) -> String {
+        match self.total {
+            Some(total) => format!(
+                "chunk {} of {total}, {} items",
+                self.count,
+                self.items.len()
+            ),
+            None => format!("{} chunks, {} items", self.count, self.items.len()),
+        }
+    }
+
+    /// The result with the list back in place: the daemon sends the list
+    /// in chunks and an empty array where it was.
+    fn reassemble(&mut self, mut result: Value) -> Value {
+        if self.count == 0 {
+            return result;
+        }
+        let pointer = result["chunked"]["pointer"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        let slot = result
+            .get_mut("structuredContent")
+            .and_then(|s| s.pointer_mut(&pointer));
+        if let Some(Value::Array(list)) = slot {
+            *list = std::mem::take(&mut self.items);
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_are_counted_and_put_back_in_place() {
+        let mut chunks = Chunks::default();
+        chunks.add(&json!({"index": 0, "totalChunks": 2, "count": 2, "items": [1, 2]}));
+        assert_eq!(chunks.summary(), "chunk 1 of 2, 2 items");
+        chunks.add(&json!({"index": 1, "totalChunks": 2, "count": 1, "items": [3]}));
+        let result = json!({
+            "chunked": {"chunks": 2, "items": 3, "pointer": "/data"},
+            "structuredContent": {"data": [], "next_page": null},
+        });
+        let whole = chunks.reassemble(result);
+        assert_eq!(whole["structuredContent"]["data"], json!([1, 2, 3]));
+        assert_eq!(whole["structuredContent"]["next_page"], Value::Null);
+    }
 }
