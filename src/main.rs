@@ -43,6 +43,10 @@ enum Command {
     CheckConfig {
         /// The file (default: the embedded default config).
         file: Option<PathBuf>,
+        /// Also connect to every enabled service (launching those it
+        /// launches) and show its live tools and any name conflicts.
+        #[arg(long)]
+        probe: bool,
     },
     /// List tools, from a running daemon or from a config's manifests.
     Tools(cli::tools::ToolsArgs),
@@ -103,7 +107,12 @@ fn main() -> ExitCode {
     init_tracing(cli.log_format);
     let result = match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
         Command::Serve(args) => serve(args),
-        Command::CheckConfig { file } => cli::check_config(file.as_deref()),
+        Command::CheckConfig { file, probe } => {
+            cli::check_config(file.as_deref()).and_then(|config| match probe {
+                true => run_async(cli::probe::services(config)),
+                false => Ok(()),
+            })
+        }
         Command::Tools(args) => run_async(cli::tools::run(args)),
         Command::Call(args) => run_async(cli::call::run(args)),
         Command::Status(args) => run_async(cli::status::run(args)),

@@ -99,9 +99,18 @@ impl ToolEntry {
 pub struct ToolTable {
     by_name: HashMap<String, Arc<ToolEntry>>,
     ordered: Vec<Arc<ToolEntry>>,
+    /// Under `never`: by logical service, the tool names it offers that an
+    /// earlier service in the configuration holds (name, holder).
+    refused: BTreeMap<String, Vec<(String, String)>>,
 }
 
 impl ToolTable {
+    /// Logical services that offer a name another one holds, under the
+    /// `never` naming policy: by service, each name and its holder.
+    pub fn refused(&self) -> &BTreeMap<String, Vec<(String, String)>> {
+        &self.refused
+    }
+
     /// A tool by its downstream name.
     pub fn get(&self, name: &str) -> Option<&Arc<ToolEntry>> {
         self.by_name.get(name)
@@ -305,6 +314,7 @@ impl Registry {
         }
         let previous = self.table.load();
         let mut by_name = HashMap::new();
+        let mut refused: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
         let group_order = |g: &str| inputs.services.iter().position(|(_, group)| group == g);
         for (name, groups) in merged {
             let conflict = groups.len() > 1;
@@ -316,7 +326,10 @@ impl Registry {
                     ToolNaming::PrefixAlways => qualified(&group, &name),
                     ToolNaming::PrefixOnConflict if conflict => qualified(&group, &name),
                     ToolNaming::Never if conflict && keeper.as_deref() != Some(group.as_str()) => {
-                        tracing::error!(tool = %name, %group, "tool name already taken by another service; not offered");
+                        refused
+                            .entry(group.clone())
+                            .or_default()
+                            .push((name.clone(), keeper.clone().unwrap_or_default()));
                         continue;
                     }
                     _ => name.clone(),
@@ -345,7 +358,11 @@ impl Registry {
         }
         let mut ordered: Vec<_> = by_name.values().cloned().collect();
         ordered.sort_by(|a, b| a.tool.name.cmp(&b.tool.name));
-        self.table.store(Arc::new(ToolTable { by_name, ordered }));
+        self.table.store(Arc::new(ToolTable {
+            by_name,
+            ordered,
+            refused,
+        }));
         self.version
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         self.changed.notify_waiters();

@@ -130,6 +130,33 @@ impl Supervisor {
 }
 
 impl Supervisor {
+    /// Marks a service failed; unless `restart.give_up` (for services
+    /// failed by their restart intensity), it is tried again every
+    /// `restart.failed_retry_ms` and comes back once it answers.
+    fn fail(
+        &mut self,
+        handle: Arc<ServiceHandle>,
+        reason: &str,
+        by_intensity: bool,
+        ctx: &mut Context<Self>,
+    ) {
+        handle.detach(ServiceState::Failed, reason);
+        self.evaluate(handle.name());
+        let policy = &handle.spec.restart;
+        if by_intensity && policy.give_up {
+            return;
+        }
+        let every = Duration::from_millis(policy.failed_retry_ms.max(100));
+        self.recovering.insert(handle.name().to_owned());
+        ctx.run_later(every, move |act, ctx| {
+            // Still failed (not enabled, disabled or stopped meanwhile).
+            if handle.state() == ServiceState::Failed && !act.disabled.contains(handle.name()) {
+                handle.count_restart();
+                act.start_service(&handle, ctx);
+            }
+        });
+    }
+
     fn evaluate(&self, service: &str) {
         self.monitor.do_send(Evaluate {
             service: service.to_owned(),
@@ -220,6 +247,13 @@ impl Handler<ServiceDown> for Supervisor {
             });
             return;
         }
+        if msg.refused {
+            // Restarting would meet the same refusal: failed, and tried
+            // again at the slow cadence in case what caused it went away.
+            tracing::error!(service = %msg.service, reason = %msg.reason, "service refused; marked failed");
+            self.fail(handle, &msg.reason, false, ctx);
+            return;
+        }
         let window = Duration::from_secs(policy.window_secs);
         let history = self.restarts.entry(msg.service.clone()).or_default();
         let now = Instant::now();
@@ -242,39 +276,19 @@ impl Handler<ServiceDown> for Supervisor {
         let was_failed = self.recovering.contains(&msg.service);
         let still_failing = was_failed && handle.up_for().is_none();
         if still_failing || count >= policy.max_restarts as usize {
-            handle.detach(ServiceState::Failed, &msg.reason);
-            self.evaluate(&msg.service);
-            if policy.give_up {
-                tracing::error!(
-                    service = %msg.service,
-                    reason = %msg.reason,
-                    restarts = count,
-                    window_secs = policy.window_secs,
-                    "restart intensity exceeded; service marked failed, not retried (restart.give_up)"
-                );
-                return;
-            }
-            let every = Duration::from_millis(policy.failed_retry_ms.max(100));
             if was_failed {
-                tracing::info!(service = %msg.service, reason = %msg.reason, retry_in_ms = every.as_millis() as u64, "failed service still down");
+                tracing::info!(service = %msg.service, reason = %msg.reason, "failed service still down");
             } else {
                 tracing::error!(
                     service = %msg.service,
                     reason = %msg.reason,
                     restarts = count,
                     window_secs = policy.window_secs,
-                    retry_every_ms = every.as_millis() as u64,
-                    "restart intensity exceeded; service marked failed and retried at a slow cadence"
+                    give_up = policy.give_up,
+                    "restart intensity exceeded; service marked failed"
                 );
             }
-            self.recovering.insert(msg.service.clone());
-            ctx.run_later(every, move |act, ctx| {
-                // Still failed (not enabled, disabled or stopped meanwhile).
-                if handle.state() == ServiceState::Failed && !act.disabled.contains(handle.name()) {
-                    handle.count_restart();
-                    act.start_service(&handle, ctx);
-                }
-            });
+            self.fail(handle, &msg.reason, true, ctx);
             return;
         }
         self.recovering.remove(&msg.service);

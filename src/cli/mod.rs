@@ -24,8 +24,9 @@ pub fn import(file: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `mcpvisor check-config`: validates and explains a config.
-pub fn check_config(file: Option<&Path>) -> anyhow::Result<()> {
+/// `mcpvisor check-config`: validates and explains a config (which it
+/// returns, for `--probe`).
+pub fn check_config(file: Option<&Path>) -> anyhow::Result<Config> {
     let config = Config::load(file)?;
     let tools = config.registry()?.snapshot().len();
     println!("{}: ok", config.source.display());
@@ -88,5 +89,5 @@ pub fn check_config(file: Option<&Path>) -> anyhow::Result<()> {
             s.limits.max_queue,
         );
     }
-    Ok(())
+    Ok(config)
 }

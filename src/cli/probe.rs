@@ -4,6 +4,9 @@
 //! optionally the result of one call. A quick check of an upstream before
 //! it goes in a config, and how mcpvisor's client side is put through the
 //! conformance suite's client scenarios.
+//!
+//! `check-config --probe` does the same for every enabled service of a
+//! config, and shows the tool names its services would fight over.
 
 use std::time::Duration;
 
@@ -85,6 +88,99 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<()> {
     println!("result {}", serde_json::to_string(&result)?);
     if result.is_error == Some(true) {
         bail!("{tool} answered with isError");
+    }
+    Ok(())
+}
+
+/// `check-config --probe`: connects to every enabled service of `config`
+/// as its service actor would (launching the servers it launches, which
+/// end when the probe does), lists its live tools, and shows the names two
+/// logical services offer with what the naming policy does about them.
+/// Fails if a service cannot be reached, or would be refused.
+pub async fn services(config: crate::config::Config) -> anyhow::Result<()> {
+    let registry = config.registry()?;
+    let mut unreachable = Vec::new();
+    println!("probing {} service(s):", config.services.len());
+    for spec in config.services.iter().filter(|s| s.enabled) {
+        let (events, _ignored) = mpsc::unbounded_channel();
+        let timeout = spec.limits.connect_timeout();
+        let conn = match transport::connect(
+            spec,
+            &Default::default(),
+            UpstreamHandler::new(events),
+            timeout,
+        )
+        .await
+        {
+            Ok(conn) => conn,
+            Err(e) => {
+                println!("  - {}: unreachable: {e}", spec.name);
+                unreachable.push(spec.name.clone());
+                continue;
+            }
+        };
+        let server = conn.info.server_info.as_ref().map_or_else(
+            || "(unnamed)".to_owned(),
+            |i| format!("{} {}", i.name, i.version),
+        );
+        match tokio::time::timeout(timeout, conn.peer.list_all_tools()).await {
+            Ok(Ok(tools)) => {
+                println!(
+                    "  - {}: protocol {}, server {server}, {} live tools",
+                    spec.name,
+                    conn.protocol(),
+                    tools.len()
+                );
+                registry.set_live_tools(&spec.name, tools);
+            }
+            Ok(Err(e)) => {
+                println!("  - {}: tools/list failed: {e}", spec.name);
+                unreachable.push(spec.name.clone());
+            }
+            Err(_) => {
+                println!("  - {}: tools/list timed out", spec.name);
+                unreachable.push(spec.name.clone());
+            }
+        }
+    }
+    let table = registry.snapshot();
+    println!(
+        "live tools  {} (naming: {:?})",
+        table.len(),
+        config.router.tool_names
+    );
+    let conflicts = registry.conflicts();
+    if conflicts.is_empty() {
+        println!("conflicts   none");
+    } else {
+        println!(
+            "conflicts   {} tool name(s) offered by more than one service:",
+            conflicts.len()
+        );
+        for (name, groups) in conflicts.iter().take(20) {
+            println!("  {name}: {}", groups.join(", "));
+        }
+        if conflicts.len() > 20 {
+            println!("  ... and {} more", conflicts.len() - 20);
+        }
+    }
+    let refused: Vec<&String> = table.refused().keys().collect();
+    if !unreachable.is_empty() || !refused.is_empty() {
+        let mut problems = Vec::new();
+        if !unreachable.is_empty() {
+            problems.push(format!("unreachable: {}", unreachable.join(", ")));
+        }
+        if !refused.is_empty() {
+            problems.push(format!(
+                "would be refused under tool_names = \"never\": {}",
+                refused
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        bail!("{}", problems.join("; "));
     }
     Ok(())
 }

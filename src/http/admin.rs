@@ -27,12 +27,37 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/readyz", web::get().to(readyz));
 }
 
-/// `GET /api/services`: every service's state, restarts, load and latency.
+/// `GET /api/services`: every service's state, restarts, load and latency,
+/// and the tools it offers now — counted as `tools/list` shows them (a
+/// service down past its grace period offers none).
 async fn services(state: web::Data<AppState>) -> HttpResponse {
-    let services: Vec<_> = state.directory.all().iter().map(|h| h.snapshot()).collect();
+    let table = state.registry.snapshot();
+    let mut offered: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut listed = 0;
+    for entry in table.tools().iter().filter(|e| state.listed(e)) {
+        listed += 1;
+        for provider in &entry.providers {
+            *offered.entry(provider.as_str()).or_default() += 1;
+        }
+    }
+    let services: Vec<_> = state
+        .directory
+        .all()
+        .iter()
+        .map(|h| {
+            let mut v = serde_json::to_value(h.snapshot()).unwrap_or_default();
+            let tools = if h.listable() {
+                offered.get(h.name()).copied().unwrap_or(0)
+            } else {
+                0
+            };
+            v["tools"] = json!(tools);
+            v
+        })
+        .collect();
     HttpResponse::Ok().json(json!({
         "services": services,
-        "tools": state.registry.snapshot().len(),
+        "tools": listed,
         "mcpSessions": state.sessions.len(),
     }))
 }

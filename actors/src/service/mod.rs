@@ -69,6 +69,10 @@ pub struct ServiceDown {
     /// A quarantined call caused the crash: it does not count towards the
     /// restart intensity.
     pub poison: bool,
+    /// The service was refused (its tools collide with another service's
+    /// under `router.tool_names = "never"`): it is failed, not restarted,
+    /// until a slow retry finds the collision gone.
+    pub refused: bool,
 }
 
 /// Sends [`ServiceDown`] when the actor is dropped — including when a
@@ -83,6 +87,8 @@ struct ExitNotice {
     requested: bool,
     /// The crash was a quarantined call's doing.
     poison: bool,
+    /// The service was refused, not crashed.
+    refused: bool,
 }
 
 impl Drop for ExitNotice {
@@ -107,6 +113,7 @@ impl Drop for ExitNotice {
             panicked,
             requested: self.requested && !panicked,
             poison: self.poison && !panicked,
+            refused: self.refused && !panicked,
         });
     }
 }
@@ -130,6 +137,23 @@ impl Handler<Sever> for ServiceActor {
 
     fn handle(&mut self, msg: Sever, ctx: &mut Context<Self>) {
         self.crash(ctx, msg.reason);
+    }
+}
+
+/// Refuses the service: what it offers cannot be served (see
+/// [`ServiceDown::refused`]).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Refuse {
+    /// Why.
+    pub reason: String,
+}
+
+impl Handler<Refuse> for ServiceActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Refuse, ctx: &mut Context<Self>) {
+        self.refuse(ctx, msg.reason);
     }
 }
 
@@ -219,6 +243,7 @@ impl ServiceActor {
                 reason: None,
                 requested: false,
                 poison: false,
+                refused: false,
             },
         }
     }
@@ -240,6 +265,13 @@ impl ServiceActor {
             self.exit.reason = Some(reason);
         }
         ctx.stop();
+    }
+
+    /// Ends this incarnation as refused: the supervisor marks the service
+    /// failed instead of restarting it.
+    fn refuse(&mut self, ctx: &mut Context<Self>, reason: String) {
+        self.exit.refused = true;
+        self.crash(ctx, reason);
     }
 
     /// The upstream went away. If its process died by itself with calls

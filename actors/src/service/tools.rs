@@ -4,7 +4,8 @@ use actix::prelude::*;
 use rmcp::model::{ServerNotification, SubscriptionFilter};
 use rmcp::service::{Peer, RoleClient};
 
-use super::ServiceActor;
+use super::{Incarnation, Refuse, ServiceActor};
+use crate::model::ServiceState;
 
 impl ServiceActor {
     /// 2026-07-28 servers announce list changes only on a
@@ -50,11 +51,14 @@ impl ServiceActor {
         ctx.spawn(
             async move { tokio::time::timeout(timeout, peer.list_all_tools()).await }
                 .into_actor(self)
-                .map(|result, act, _| {
+                .map(|result, act, ctx| {
                     match result {
                         Ok(Ok(tools)) => {
                             tracing::debug!(service = %act.name(), tools = tools.len(), "tools listed");
                             act.registry.set_live_tools(act.name(), tools);
+                            if act.refuse_collisions(ctx) {
+                                return;
+                            }
                         }
                         Ok(Err(e)) => {
                             tracing::warn!(service = %act.name(), error = %e, "tools/list failed")
@@ -65,4 +69,59 @@ impl ServiceActor {
                 }),
         );
     }
+
+    /// Under `router.tool_names = "never"` a tool name belongs to the
+    /// first service in the configuration that offers it; a service that
+    /// offers one another holds is refused — this one, or a later one that
+    /// was up before this one listed its tools. Whether this one was.
+    fn refuse_collisions(&mut self, ctx: &mut Context<Self>) -> bool {
+        let table = self.registry.snapshot();
+        let mut refused_self = None;
+        for (group, names) in table.refused() {
+            let reason = collision(group, names);
+            for h in self.directory.all().iter() {
+                if h.spec.group() != group {
+                    continue;
+                }
+                if h.name() == self.name() {
+                    refused_self = Some(reason.clone());
+                } else if matches!(h.state(), ServiceState::Starting | ServiceState::Ready)
+                    && let Some(addr) = h.addr()
+                {
+                    addr.do_send(Refuse {
+                        reason: reason.clone(),
+                    });
+                }
+            }
+        }
+        match refused_self {
+            Some(reason) => {
+                tracing::error!(service = %self.name(), %reason, "service refused");
+                self.refuse(ctx, reason);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Why a logical service is refused under the `never` naming policy.
+fn collision(group: &str, names: &[(String, String)]) -> String {
+    let listed: Vec<String> = names
+        .iter()
+        .take(5)
+        .map(|(name, holder)| format!("`{name}` (held by `{holder}`)"))
+        .collect();
+    let more = names.len().saturating_sub(listed.len());
+    format!(
+        "refused: `{group}` offers tool names another service holds: {}{}; \
+         router.tool_names = \"never\" gives each name to the first service in the \
+         configuration (rename the tools, or use prefix_on_conflict)",
+        listed.join(", "),
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        }
+    )
 }
