@@ -8,3 +8,4 @@ pub mod config;
 pub mod http;
 pub mod reload;
 pub mod sim;
+pub mod telemetry;

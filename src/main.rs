@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use mcpvisor::{cli, config, sim};
+use mcpvisor::{cli, config, sim, telemetry};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -104,22 +104,13 @@ fn main() -> ExitCode {
     ) {
         mcpvisor_actors::process::die_on_closed_pipe();
     }
-    init_tracing(cli.log_format);
-    let result = match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
-        Command::Serve(args) => serve(args),
-        Command::CheckConfig { file, probe } => {
-            cli::check_config(file.as_deref()).and_then(|config| match probe {
-                true => run_async(cli::probe::services(config)),
-                false => Ok(()),
-            })
+    let command = cli.command.unwrap_or(Command::Serve(ServeArgs::default()));
+    let result = match command {
+        Command::Serve(args) => serve(args, cli.log_format),
+        other => {
+            let _ = init_tracing(cli.log_format, None);
+            run(other)
         }
-        Command::Tools(args) => run_async(cli::tools::run(args)),
-        Command::Call(args) => run_async(cli::call::run(args)),
-        Command::Status(args) => run_async(cli::status::run(args)),
-        Command::Sim(opts) => run_async(sim::run(opts)),
-        Command::Probe(args) => run_async(cli::probe::run(args)),
-        Command::Drill(args) => run_async(cli::drill::run(args)),
-        Command::Import { file } => cli::import(&file),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -135,8 +126,16 @@ fn main() -> ExitCode {
 /// `warn`). The HTTP/1 dispatcher's own errors are about malformed client
 /// requests and dropped connections — a client's garbage is no error of
 /// the daemon's — so they are left out unless asked for. `format` is
-/// `--log-format` (`MCPVISOR_LOG_FORMAT`).
-fn init_tracing(format: LogFormat) {
+/// `--log-format` (`MCPVISOR_LOG_FORMAT`). With a telemetry config that
+/// names a collector, call spans go there too, whatever the log level (the
+/// returned guard flushes them at exit).
+fn init_tracing(
+    format: LogFormat,
+    telemetry: Option<&telemetry::TelemetryConfig>,
+) -> anyhow::Result<Option<telemetry::Telemetry>> {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let mut filter = std::env::var("MCPVISOR_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info,rmcp=warn".into());
@@ -144,14 +143,59 @@ fn init_tracing(format: LogFormat) {
         filter.push_str(",actix_http::h1::dispatcher=off");
     }
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => builder.with_ansi(ansi).try_init(),
-        LogFormat::Json => builder.json().with_ansi(false).try_init(),
-        LogFormat::Pretty => builder.pretty().with_ansi(ansi).try_init(),
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = match format {
+        LogFormat::Text => fmt.with_ansi(ansi).boxed(),
+        LogFormat::Json => fmt.json().with_ansi(false).boxed(),
+        LogFormat::Pretty => fmt.pretty().with_ansi(ansi).boxed(),
+    }
+    .with_filter(tracing_subscriber::EnvFilter::new(filter));
+    let (guard, otel) = match telemetry.filter(|t| t.enabled()) {
+        Some(config) => {
+            let (guard, tracer) = telemetry::Telemetry::start(config)?;
+            // Call spans (and the events inside them), whatever the log level.
+            let layer = tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_filter(
+                    tracing_subscriber::filter::Targets::new()
+                        .with_target("mcpvisor_actors", tracing::Level::INFO)
+                        .with_target("mcpvisor", tracing::Level::INFO),
+                );
+            (Some(guard), Some(layer))
+        }
+        None => (None, None),
     };
+    let _ = tracing_subscriber::registry()
+        .with(otel)
+        .with(fmt)
+        .try_init();
+    if let Some(config) = telemetry.filter(|t| t.enabled()) {
+        tracing::info!(
+            endpoint = %mcpvisor_actors::secrets::redact_url(&config.traces_url()),
+            "exporting call spans over OTLP/HTTP"
+        );
+    }
+    Ok(guard)
+}
+
+/// Every command but `serve`.
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(_) => unreachable!("serve is run on its own"),
+        Command::CheckConfig { file, probe } => {
+            cli::check_config(file.as_deref()).and_then(|config| match probe {
+                true => run_async(cli::probe::services(config)),
+                false => Ok(()),
+            })
+        }
+        Command::Tools(args) => run_async(cli::tools::run(args)),
+        Command::Call(args) => run_async(cli::call::run(args)),
+        Command::Status(args) => run_async(cli::status::run(args)),
+        Command::Sim(opts) => run_async(sim::run(opts)),
+        Command::Probe(args) => run_async(cli::probe::run(args)),
+        Command::Drill(args) => run_async(cli::drill::run(args)),
+        Command::Import { file } => cli::import(&file),
+    }
 }
 
 fn run_async<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<()> {
@@ -161,8 +205,12 @@ fn run_async<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyho
         .block_on(f)
 }
 
-fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let mut config = config::Config::load(args.config.as_deref())?;
+fn serve(args: ServeArgs, log_format: LogFormat) -> anyhow::Result<()> {
+    let loaded = config::Config::load(args.config.as_deref());
+    // Logging starts as the config asks (telemetry), or plainly to say why
+    // there is none.
+    let _telemetry = init_tracing(log_format, loaded.as_ref().ok().map(|c| &c.telemetry))?;
+    let mut config = loaded?;
     if let Some(listen) = args.listen {
         config.server.listen = listen;
     }

@@ -151,8 +151,9 @@ fn changed_sections(old: &Config, new: &Config) -> Vec<&'static str> {
         serde_json::to_value(v).unwrap_or(Value::Null)
     }
     let mut changed = Vec::new();
-    let pairs: [(&'static str, Value, Value); 6] = [
+    let pairs: [(&'static str, Value, Value); 7] = [
         ("server", value(&old.server), value(&new.server)),
+        ("telemetry", value(&old.telemetry), value(&new.telemetry)),
         ("auth", value(&old.auth), value(&new.auth)),
         ("router", value(&old.router), value(&new.router)),
         ("cache", value(&old.cache), value(&new.cache)),

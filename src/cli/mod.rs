@@ -51,6 +51,20 @@ pub fn check_config(file: Option<&Path>) -> anyhow::Result<Config> {
             (n, Some(o)) => format!("{n} token client(s); OAuth tokens from {}", o.issuer),
         }
     );
+    let telemetry = &config.telemetry;
+    println!(
+        "  telemetry   {}",
+        if telemetry.enabled() {
+            format!(
+                "call spans over OTLP/HTTP to {} (service.name {}, {} header(s))",
+                mcpvisor_actors::secrets::redact_url(&telemetry.traces_url()),
+                telemetry.service_name,
+                telemetry.headers.len()
+            )
+        } else {
+            "off".to_owned()
+        }
+    );
     println!("  services    {}", config.services.len());
     println!(
         "  tools       {tools} (naming: {:?})",

@@ -52,6 +52,9 @@ pub struct Config {
     /// Services found in a fragment directory and desktop server lists.
     #[serde(default)]
     pub discovery: discovery::DiscoverySection,
+    /// Where call spans are exported (OpenTelemetry).
+    #[serde(default)]
+    pub telemetry: crate::telemetry::TelemetryConfig,
     /// Upstream MCP services.
     #[serde(default)]
     pub services: Vec<ServiceSpec>,
