@@ -17,8 +17,8 @@ pub struct CallArgs {
     /// Arguments as a JSON object.
     #[arg(long, default_value = "{}")]
     args: String,
-    /// Daemon base URL.
-    #[arg(long, default_value = "http://127.0.0.1:3000")]
+    /// Daemon base URL (or MCPVISOR_URL).
+    #[arg(long, env = "MCPVISOR_URL", default_value = "http://127.0.0.1:3000")]
     url: String,
     /// Print every event as it arrives instead of a progress bar.
     #[arg(long)]

@@ -31,8 +31,8 @@ pub struct DrillArgs {
     /// Print the report as one JSON object.
     #[arg(long)]
     json: bool,
-    /// Daemon base URL.
-    #[arg(long, default_value = "http://127.0.0.1:3000")]
+    /// Daemon base URL (or MCPVISOR_URL).
+    #[arg(long, env = "MCPVISOR_URL", default_value = "http://127.0.0.1:3000")]
     url: String,
     /// Admin token (or MCPVISOR_ADMIN_TOKEN).
     #[arg(long, env = "MCPVISOR_ADMIN_TOKEN", hide_env_values = true)]

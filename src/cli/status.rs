@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// Daemon base URL.
-    #[arg(long, default_value = "http://127.0.0.1:3000")]
+    /// Daemon base URL (or MCPVISOR_URL).
+    #[arg(long, env = "MCPVISOR_URL", default_value = "http://127.0.0.1:3000")]
     url: String,
     /// Bearer token, where the daemon wants one for reading (or
     /// MCPVISOR_ADMIN_TOKEN).

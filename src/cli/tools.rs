@@ -9,9 +9,10 @@ use crate::config::Config;
 
 #[derive(Debug, Args)]
 pub struct ToolsArgs {
-    /// Ask a running daemon at this base URL.
+    /// Ask a running daemon at this base URL (or MCPVISOR_URL).
     #[arg(
         long,
+        env = "MCPVISOR_URL",
         default_value = "http://127.0.0.1:3000",
         conflicts_with = "config"
     )]
