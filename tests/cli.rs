@@ -430,6 +430,15 @@ fn desktop_server_lists_are_imported_checked_and_served() {
             events.iter().any(|e| e.event == "result"),
             "{name}: {events:?}"
         );
+        drop(d);
+        // And so is the TOML `import` printed for it.
+        let d =
+            common::Daemon::start_file(&format!("{name}.toml"), &toml, &[("SIM_TOKEN", "t0ken")]);
+        let events = d.stream(&tool, serde_json::json!({}));
+        assert!(
+            events.iter().any(|e| e.event == "result"),
+            "{name}.toml: {events:?}"
+        );
     }
 }
 
