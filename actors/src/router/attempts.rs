@@ -207,6 +207,7 @@ impl Call<'_> {
                 .quarantine()
                 .is_suspect(&self.entry.group, self.fingerprint),
             progress: self.events.wants_progress() || reports_progress(self.entry),
+            schema: self.entry.tool.input_schema.clone(),
         };
         let generation = target.generation();
         // Handed to the service's lane from this thread: no message to its

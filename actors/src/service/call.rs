@@ -66,6 +66,8 @@ pub struct CallJob {
     /// Ask the upstream for progress (someone shows it, or it tells a
     /// long call that works from one that is stuck).
     pub progress: bool,
+    /// The tool's input schema.
+    pub schema: Arc<JsonObject>,
 }
 
 /// How long a call whose connection broke waits for the upstream's death
@@ -364,6 +366,7 @@ impl Lane {
                 timeout,
                 cancel: &job.cancel,
                 progress: job.progress,
+                schema: &job.schema,
             })
             .await;
         let latency = started.elapsed();

@@ -71,7 +71,13 @@ impl UpstreamHandler {
     /// Reports that the upstream's tool list changed (from a 2026-07-28
     /// `subscriptions/listen` stream rather than a session notification).
     pub fn tools_changed(&self) {
-        let _ = self.events.send(UpstreamEvent::ToolsChanged);
+        self.report(UpstreamEvent::ToolsChanged);
+    }
+
+    /// Passes an event to the service actor (list changes heard outside
+    /// rmcp's session, on a call's own stream).
+    pub fn report(&self, event: UpstreamEvent) {
+        let _ = self.events.send(event);
     }
 
     /// Passes progress to the call that carries `token`, if it still runs.

@@ -6,8 +6,9 @@
 //! with an id from [`ID_BASE`] up, answered by the reader task that owns
 //! the child's stdout (`stdio.rs`), with no typed model in between. rmcp
 //! keeps the rest of the session (handshake, probes, listings, relays, the
-//! upstream's own requests) on the same pipes, and carries calls to
-//! upstreams without a line.
+//! upstream's own requests) on the same pipes. On a Streamable HTTP
+//! upstream a call is a `POST` of the same text ([`HttpLine`]), in the
+//! session rmcp opened. rmcp carries calls to legacy HTTP+SSE upstreams.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -26,6 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::errors::from_service_error;
+pub use super::http_line::HttpLine;
 use super::{Connection, UpstreamHandler};
 use crate::error::{CallError, Delivery, ErrorCategory};
 use crate::reply::{CallReply, ToolResult};
@@ -52,6 +54,21 @@ impl Answer {
     pub fn into_body(self) -> Result<Bytes, Bytes> {
         let body = self.line.slice(self.body);
         if self.ok { Ok(body) } else { Err(body) }
+    }
+
+    /// The call's reply, or the upstream's error as a call error.
+    fn into_reply(self) -> Result<CallReply, CallError> {
+        match self.into_body() {
+            Ok(result) => CallReply::from_upstream(result),
+            Err(error) => Err(match serde_json::from_slice::<ErrorData>(&error) {
+                Ok(e) => from_service_error(ServiceError::McpError(e), true),
+                Err(e) => CallError::new(
+                    ErrorCategory::Protocol,
+                    format!("unreadable error from the upstream: {e}"),
+                )
+                .maybe_sent(),
+            }),
+        }
     }
 }
 
@@ -221,18 +238,33 @@ pub struct Outgoing<'a> {
     pub cancel: &'a CancellationToken,
     /// Ask the upstream for progress.
     pub progress: bool,
+    /// The tool's input schema (some revisions copy marked arguments into
+    /// HTTP headers).
+    pub schema: &'a JsonObject,
+}
+
+/// How calls reach an upstream.
+#[derive(Clone, Debug, Default)]
+pub enum Wire {
+    /// Through rmcp's session (the legacy HTTP+SSE transport).
+    #[default]
+    Peer,
+    /// A stdio child's pipes.
+    Stdio(Line),
+    /// `POST`s to a Streamable HTTP endpoint.
+    Http(HttpLine),
 }
 
 /// What a call needs of a live upstream session: rmcp's peer, our handler
-/// of what the upstream sends, and — on a stdio upstream — the line that
-/// carries calls without rmcp. Cheap to clone.
+/// of what the upstream sends, and the wire that carries calls without
+/// rmcp. Cheap to clone.
 #[derive(Clone)]
 pub struct Upstream {
     pub peer: Peer<RoleClient>,
     pub handler: UpstreamHandler,
     /// The upstream speaks a session-less revision (2026-07-28+).
     pub stateless: bool,
-    line: Option<Line>,
+    wire: Wire,
     /// What rmcp puts in every request's `_meta` for a session-less
     /// upstream (protocol version, client info), as JSON members, and the
     /// client capabilities it announces when a caller brings none.
@@ -269,14 +301,14 @@ impl Upstream {
             peer: conn.peer.clone(),
             handler,
             stateless,
-            line: conn.line.clone(),
+            wire: conn.wire.clone(),
             request_meta: Arc::new(request_meta),
         }
     }
 
     /// Whether the upstream's line has closed (its output ended).
     pub fn is_closed(&self) -> bool {
-        self.line.as_ref().is_some_and(Line::is_closed)
+        matches!(&self.wire, Wire::Stdio(line) if line.is_closed())
     }
 
     /// Sends one call and waits for its answer, through any rounds of
@@ -288,9 +320,12 @@ impl Upstream {
             request_state: out.caller.request_state.clone(),
         };
         for _ in 0..MAX_INPUT_ROUNDS {
-            let reply = match &self.line {
-                Some(line) => self.line_round(line, out, &answers).await?,
-                None => self.peer_round(out, &answers).await?,
+            let reply = match &self.wire {
+                Wire::Stdio(line) => self.line_round(line, out, &answers).await?,
+                Wire::Http(http) if http.carries(out.schema) => {
+                    self.http_round(http, out, &answers).await?
+                }
+                _ => self.peer_round(out, &answers).await?,
             };
             match reply {
                 CallReply::InputRequired(required) if !out.caller.takes_input_required => {
@@ -340,23 +375,42 @@ impl Upstream {
             ));
         };
         match wait_for(out, answer).await {
-            Ok(Ok(answer)) => match answer.into_body() {
-                Ok(result) => CallReply::from_upstream(result),
-                Err(error) => Err(match serde_json::from_slice::<ErrorData>(&error) {
-                    Ok(e) => from_service_error(ServiceError::McpError(e), true),
-                    Err(e) => CallError::new(
-                        ErrorCategory::Protocol,
-                        format!("unreadable error from the upstream: {e}"),
-                    )
-                    .maybe_sent(),
-                }),
-            },
+            Ok(Ok(answer)) => answer.into_reply(),
             Ok(Err(_)) => Err(
                 CallError::new(ErrorCategory::Network, "upstream connection closed").maybe_sent(),
             ),
             Err(gave_up) => {
                 line.forget(id);
                 line.notify(cancelled_text(id, gave_up.reason()));
+                Err(gave_up.error(out.timeout))
+            }
+        }
+    }
+
+    /// One `tools/call` round trip as a `POST` to a Streamable HTTP
+    /// upstream, in the session rmcp opened.
+    async fn http_round(
+        &self,
+        http: &HttpLine,
+        out: &Outgoing<'_>,
+        answers: &Answers,
+    ) -> Result<CallReply, CallError> {
+        if out.events.is_closed() {
+            return Err(caller_left_before_sending());
+        }
+        let id = http.next_id();
+        let text = request_text(self, out, answers, id)?;
+        let token = ProgressToken(NumberOrString::Number(
+            i64::try_from(id).unwrap_or(i64::MAX),
+        ));
+        let _outstanding = self.handler.outstanding();
+        let _route = self.handler.watch_progress(token, out.events.clone());
+        out.ticket.mark_sent();
+        match wait_for(out, http.exchange(id, text, out)).await {
+            Ok(Ok(answer)) => answer.into_reply(),
+            Ok(Err(e)) => Err(e),
+            Err(gave_up) => {
+                http.cancel(cancelled_text(id, gave_up.reason()));
                 Err(gave_up.error(out.timeout))
             }
         }

@@ -9,7 +9,9 @@
 //! child, so a service actor that stops or crashes leaks nothing.
 
 pub mod errors;
+mod frame;
 mod handler;
+mod http_line;
 pub mod line;
 pub mod sse;
 mod stdio;
@@ -42,8 +44,8 @@ pub struct Connection {
     pub endpoint: Option<String>,
     /// When a stdio server last wrote anything.
     pub liveness: Option<Arc<tap::Seen>>,
-    /// The line calls take to a stdio server, past rmcp.
-    pub line: Option<line::Line>,
+    /// The wire calls take to the server, past rmcp.
+    pub wire: line::Wire,
     /// Resolves, with a reason, when the connection ends. Owns the
     /// connection's resources: drop it to close everything.
     pub closed: BoxFuture<'static, Closed>,

@@ -13,21 +13,18 @@
 //! peek at each message, and hands every other line to rmcp as it came.
 //! rmcp's session runs on what the line leaves.
 
-use std::ops::Range;
 use std::pin::Pin;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use rmcp::model::ProgressToken;
 use rmcp::service::{ClientLifecycleMode, ClientServiceExt};
-use serde::Deserialize;
-use serde_json::value::RawValue;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::mpsc;
 
-use super::line::{Answer, ID_BASE, Line, MAX_LINE_BYTES};
+use super::frame::{Heard, classify};
+use super::line::{Answer, Line, MAX_LINE_BYTES};
 
 use super::tap::{Seen, Tap};
 use super::{Closed, Connection, Refusal, UpstreamHandler, launch_spec, refusal, server_info};
@@ -109,7 +106,7 @@ pub async fn connect(
         pid: Some(pid),
         endpoint: None,
         liveness: Some(seen),
-        line: Some(line),
+        wire: super::line::Wire::Stdio(line),
         closed,
     })
 }
@@ -184,73 +181,6 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut stdin: W, mut rx: mpsc::Unbounded
             tracing::debug!(error = %e, "upstream stdin closed");
             return;
         }
-    }
-}
-
-/// The parts of a JSON-RPC message the reader decides by.
-#[derive(Deserialize)]
-struct Peek<'a> {
-    #[serde(borrow, default)]
-    id: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    method: Option<&'a str>,
-    #[serde(borrow, default)]
-    params: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    result: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    error: Option<&'a RawValue>,
-}
-
-/// `notifications/progress` params.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Progress {
-    progress_token: ProgressToken,
-    progress: f64,
-    #[serde(default)]
-    total: Option<f64>,
-    #[serde(default)]
-    message: Option<String>,
-}
-
-/// What one line from the upstream is.
-enum Heard {
-    /// The answer to one of the line's requests.
-    Answer(u64, Range<usize>, bool),
-    /// Progress of a call.
-    Progress(Progress),
-    /// Anything else: rmcp's business.
-    Other,
-}
-
-/// Where `part` lies inside `whole` (it is a sub-slice of it).
-fn range_in(whole: &[u8], part: &str) -> Range<usize> {
-    let start = part.as_ptr() as usize - whole.as_ptr() as usize;
-    start..start + part.len()
-}
-
-fn classify(line: &[u8]) -> Heard {
-    let Ok(peek) = serde_json::from_slice::<Peek>(line) else {
-        return Heard::Other;
-    };
-    match peek.method {
-        None => {
-            let id = peek.id.and_then(|id| id.get().parse::<u64>().ok());
-            let Some(id) = id.filter(|id| *id >= ID_BASE) else {
-                return Heard::Other;
-            };
-            match (peek.result, peek.error) {
-                (Some(r), _) => Heard::Answer(id, range_in(line, r.get()), true),
-                (None, Some(e)) => Heard::Answer(id, range_in(line, e.get()), false),
-                (None, None) => Heard::Other,
-            }
-        }
-        Some("notifications/progress") if peek.id.is_none() => peek
-            .params
-            .and_then(|p| serde_json::from_str::<Progress>(p.get()).ok())
-            .map_or(Heard::Other, Heard::Progress),
-        Some(_) => Heard::Other,
     }
 }
 
@@ -405,54 +335,6 @@ impl AsyncWrite for ToUpstream {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn answers_to_the_lines_ids_are_told_from_everything_else() {
-        let ours = format!(r#"{{"jsonrpc":"2.0","id":{ID_BASE},"result":{{"content":[]}}}}"#);
-        match classify(ours.as_bytes()) {
-            Heard::Answer(id, body, true) => {
-                assert_eq!(id, ID_BASE);
-                assert_eq!(&ours[body], r#"{"content":[]}"#);
-            }
-            _ => panic!("not an answer"),
-        }
-        let error = format!(
-            r#"{{"jsonrpc":"2.0","id":{},"error":{{"code":-32602,"message":"no"}}}}"#,
-            ID_BASE + 7
-        );
-        assert!(matches!(
-            classify(error.as_bytes()),
-            Heard::Answer(_, _, false)
-        ));
-        // rmcp's own ids, requests and notifications go to rmcp.
-        for other in [
-            r#"{"jsonrpc":"2.0","id":3,"result":{}}"#,
-            r#"{"jsonrpc":"2.0","id":"x","result":{}}"#,
-            r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
-            r#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#,
-            "Starting server...",
-            "[]",
-        ] {
-            assert!(
-                matches!(classify(other.as_bytes()), Heard::Other),
-                "{other}"
-            );
-        }
-    }
-
-    #[test]
-    fn progress_is_read_with_its_token() {
-        let line = r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":1099511627776,"progress":2,"total":5,"message":"two"}}"#;
-        let Heard::Progress(p) = classify(line.as_bytes()) else {
-            panic!("not progress");
-        };
-        assert_eq!(
-            p.progress_token,
-            ProgressToken(rmcp::model::NumberOrString::Number(ID_BASE as i64))
-        );
-        assert_eq!((p.progress, p.total), (2.0, Some(5.0)));
-        assert_eq!(p.message.as_deref(), Some("two"));
-    }
 
     #[tokio::test]
     async fn rmcp_lines_pass_whole_and_requests_get_their_answers() {

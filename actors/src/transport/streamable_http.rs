@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::header::{HeaderName, HeaderValue};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use rmcp::service::ClientServiceExt;
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
@@ -14,6 +14,8 @@ use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig
 use rmcp::service::ClientLifecycleMode;
 
 use super::errors::from_transport_error;
+use super::http_line::{HttpLine, HttpLineParts, SessionId, Watched};
+use super::line::Wire;
 use super::sse::LegacySse;
 use super::{Closed, Connection, Refusal, UpstreamHandler, launch_spec, refusal, server_info};
 use crate::error::{CallError, ErrorCategory};
@@ -93,23 +95,49 @@ pub async fn connect(
         .connect_timeout(timeout)
         .build()
         .map_err(|e| CallError::new(ErrorCategory::Internal, format!("http client: {e}")))?;
+    let configured: HeaderMap = config
+        .custom_headers
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let session = SessionId::default();
     let running = if spec.transport == TransportKind::Sse {
-        let headers = config.custom_headers.clone();
-        let sse = LegacySse::open(client, &url, &headers, timeout)
+        let sse = LegacySse::open(client.clone(), &url, &config.custom_headers, timeout)
             .await
             .map_err(|e| from_transport_error(&e, false))?;
         handler
+            .clone()
             .serve_with_lifecycle(sse, lifecycle)
             .await
             .map_err(refusal)?
     } else {
-        let transport = StreamableHttpClientTransport::with_client(client, config);
+        let watched = Watched {
+            client: client.clone(),
+            session: session.clone(),
+        };
+        let transport = StreamableHttpClientTransport::with_client(watched, config);
         handler
+            .clone()
             .serve_with_lifecycle(transport, lifecycle)
             .await
             .map_err(refusal)?
     };
     let (peer, info) = server_info(&running).await?;
+    // Calls take a line of their own past rmcp, in the session it opened.
+    let wire = match reqwest::Url::parse(&url) {
+        Ok(parsed) if spec.transport == TransportKind::StreamableHttp => {
+            Wire::Http(HttpLine::new(HttpLineParts {
+                client,
+                url: parsed,
+                configured,
+                session,
+                version: info.protocol_version.clone(),
+                handler,
+                max_body: MAX_RESPONSE_BYTES,
+            }))
+        }
+        _ => Wire::Peer,
+    };
     let closed = Box::pin(async move {
         match child {
             Some(mut child) => {
@@ -132,7 +160,7 @@ pub async fn connect(
         pid,
         endpoint: Some(crate::secrets::redact_url(&url)),
         liveness: None,
-        line: None,
+        wire,
         closed,
     })
 }
