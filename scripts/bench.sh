@@ -10,6 +10,8 @@
 # each as a 2025 session and as 2026-07-28 stateless clients, and three
 # peers in front of the same stdio simulator, as 2025 sessions:
 #   rust-mcp-proxy   mcp-proxy 0.6.0 from crates.io (Rust, tower-mcp)
+#   rust-mcp-proxy-http  the same, in front of the simulator's HTTP server
+#                    (the like-for-like peer of `http`)
 #   py-mcp-proxy     mcp-proxy 0.13.0 from PyPI (Python SDK)
 #   supergateway     supergateway 4.0.0 from npm (stateful Streamable HTTP)
 # all at c=1, 16 and 64. CPU per call counts the serving process only (mcpvisor, or the
@@ -149,7 +151,10 @@ start_peer() {
 SIM_ARGS=(sim --stdio --unit-latency-ms 0)
 if (( PEERS )); then
   port=$(free_port)
+  # Logging off, as for mcpvisor (its default level writes two lines per call).
   cat > "$WORK/rust-mcp-proxy.toml" <<EOT
+[observability]
+log_level = "error"
 [proxy]
 name = "bench"
 separator = "/"
@@ -162,7 +167,23 @@ transport = "stdio"
 command = "$BIN"
 args = ["sim", "--stdio", "--unit-latency-ms", "0"]
 EOT
-  RUST_LOG=error start_peer rust-mcp-proxy "$port" / "$RUST_PROXY" --config "$WORK/rust-mcp-proxy.toml"
+  start_peer rust-mcp-proxy "$port" / "$RUST_PROXY" --config "$WORK/rust-mcp-proxy.toml"
+  port=$(free_port)
+  cat > "$WORK/rust-mcp-proxy-http.toml" <<EOT
+[observability]
+log_level = "error"
+[proxy]
+name = "bench"
+separator = "/"
+[proxy.listen]
+host = "127.0.0.1"
+port = $port
+[[backends]]
+name = "asana"
+transport = "http"
+url = "http://127.0.0.1:$SIM_PORT/mcp"
+EOT
+  start_peer rust-mcp-proxy-http "$port" / "$RUST_PROXY" --config "$WORK/rust-mcp-proxy-http.toml"
   port=$(free_port)
   start_peer py-mcp-proxy "$port" /mcp "$PY_PROXY" --host 127.0.0.1 --port "$port" --log-level ERROR -- "$BIN" "${SIM_ARGS[@]}"
   port=$(free_port)
@@ -196,6 +217,8 @@ run() {
     cached|bypass) port=$cached_PORT; pid=$cached_PID ;;
     rust-mcp-proxy) port=$rust_mcp_proxy_PORT; pid=$rust_mcp_proxy_PID; path=$rust_mcp_proxy_PATH
       tool=asana/asana_list_workspaces ;;
+    rust-mcp-proxy-http) port=$rust_mcp_proxy_http_PORT; pid=$rust_mcp_proxy_http_PID
+      path=$rust_mcp_proxy_http_PATH; tool=asana/asana_list_workspaces ;;
     py-mcp-proxy) port=$py_mcp_proxy_PORT; pid=$py_mcp_proxy_PID; path=$py_mcp_proxy_PATH ;;
     supergateway) port=$supergateway_PORT; pid=$supergateway_PID; path=$supergateway_PATH ;;
   esac
@@ -224,9 +247,10 @@ check_call http "http://127.0.0.1:$http_PORT/mcp" asana_list_workspaces
 PEER_TARGETS=()
 if (( PEERS )); then
   check_call rust-mcp-proxy "http://127.0.0.1:$rust_mcp_proxy_PORT/" asana/asana_list_workspaces
+  check_call rust-mcp-proxy-http "http://127.0.0.1:$rust_mcp_proxy_http_PORT/" asana/asana_list_workspaces
   check_call py-mcp-proxy "http://127.0.0.1:$py_mcp_proxy_PORT/mcp" asana_list_workspaces
   check_call supergateway "http://127.0.0.1:$supergateway_PORT/mcp" asana_list_workspaces
-  PEER_TARGETS=(rust-mcp-proxy py-mcp-proxy supergateway)
+  PEER_TARGETS=(rust-mcp-proxy rust-mcp-proxy-http py-mcp-proxy supergateway)
 fi
 
 for pass in $(seq 1 "$REPEAT"); do
@@ -250,7 +274,7 @@ rows = {}
 for line in open(sys.argv[1]):
     t, era, c, *figures = line.rstrip("\n").split("\t")
     rows.setdefault((t, era, int(c)), []).append([float(x) for x in figures])
-order = ["direct", "stdio", "http", "cached", "bypass", "rust-mcp-proxy", "py-mcp-proxy", "supergateway"]
+order = ["direct", "stdio", "http", "cached", "bypass", "rust-mcp-proxy", "rust-mcp-proxy-http", "py-mcp-proxy", "supergateway"]
 key = lambda k: (k[2], k[1], order.index(k[0]) if k[0] in order else 99)
 med = {k: [statistics.median(col) for col in zip(*v)] for k, v in rows.items()}
 with open(sys.argv[2], "w") as out:
@@ -260,13 +284,13 @@ with open(sys.argv[2], "w") as out:
         out.write(f"| {k[0]} | {k[1]} | {k[2]} | {rps:.0f} | {p50:.0f} | {p99:.0f} | {p999:.0f} | {cpu:.3f} | {errs} |\n")
 with open(sys.argv[3], "w") as out:
     for c in sorted({k[2] for k in med}):
-        for t in ("stdio", "http"):
-            me, direct, peer = med.get((t, "2025", c)), med.get(("direct", "2025", c)), med.get(("rust-mcp-proxy", "2025", c))
+        for t, p in (("stdio", "rust-mcp-proxy"), ("http", "rust-mcp-proxy-http")):
+            me, direct, peer = med.get((t, "2025", c)), med.get(("direct", "2025", c)), med.get((p, "2025", c))
             if not me or not direct:
                 continue
             line = f"- c={c}, mcpvisor `{t}`: {me[0] / direct[0]:.2f}× direct's req/s, p50 {me[1] - direct[1]:.0f} µs above direct"
             if peer:
-                line += f"; {me[0] / peer[0]:.2f}× the Rust mcp-proxy's req/s at {me[4] / peer[4]:.2f}× its CPU per call"
+                line += f"; {me[0] / peer[0]:.2f}× `{p}`'s req/s at {me[4] / peer[4]:.2f}× its CPU per call"
             out.write(line + "\n")
 PY
 
@@ -280,8 +304,9 @@ TABLE="$WORK/table.md"
   echo "of it; \`cached\` is \`stdio\` with the result cache on (every call after the first a hit), \`bypass\`"
   echo "the same daemon with every call asking to go around the cache; \`rust-mcp-proxy\` (mcp-proxy 0.6.0,"
   echo "crates.io), \`py-mcp-proxy\` (mcp-proxy 0.13.0, PyPI) and \`supergateway\` (4.0.0, npm) are peers in"
-  echo "front of the same stdio simulator. Latencies in µs; CPU is the serving process's user + system time"
-  echo "per call (the bridge only, not its upstream child)."
+  echo "front of the same stdio simulator, \`rust-mcp-proxy-http\` the Rust one in front of its HTTP server."
+  echo "Every bridge runs with logging off. Latencies in µs; CPU is the serving process's user + system time"
+  echo "per call (the bridge only, not its upstream)."
   echo
   echo "| target | era | clients | req/s | p50 | p99 | p99.9 | CPU ms/call | errors |"
   echo "|---|---|---|---|---|---|---|---|---|"
