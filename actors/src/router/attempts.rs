@@ -297,7 +297,9 @@ impl Call<'_> {
     /// failed too and only matters for what not to try again.
     async fn race(&self, primary: Dispatched, excluded: &[Exclusion]) -> (Vec<Settled>, bool) {
         let hedge_cfg = self.engine.hedging.config();
-        if !self.safe || !hedge_cfg.enabled {
+        // With no second replica there is nothing to hedge to: no timer
+        // either (arming one costs the thread a wake-up of its own).
+        if !self.safe || !hedge_cfg.enabled || self.entry.providers.len() < 2 {
             return (vec![self.settle(primary).await], false);
         }
         let delay = self

@@ -22,6 +22,7 @@ use futures::StreamExt;
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use rmcp::model::{ClientJsonRpcMessage, ErrorData, JsonObject, ProtocolVersion};
+use rmcp::service::ServiceError;
 use rmcp::transport::streamable_http_client::{
     SseError, StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse,
     StreamableHttpResponseLimits,
@@ -29,7 +30,7 @@ use rmcp::transport::streamable_http_client::{
 use serde_json::value::RawValue;
 use sse_stream::{Sse, SseStream};
 
-use super::errors::{category_of_code, from_http_status};
+use super::errors::{from_http_status, from_service_error};
 use super::frame::{Heard, Peek, classify};
 use super::handler::{UpstreamEvent, UpstreamHandler};
 use super::line::{Answer, ID_BASE, Outgoing};
@@ -66,10 +67,7 @@ impl SessionId {
                 v.set_sensitive(true);
                 v
             });
-        let mut slot = self.0.write().unwrap_or_else(|p| p.into_inner());
-        if *slot != value {
-            *slot = value;
-        }
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = value;
     }
 }
 
@@ -600,14 +598,11 @@ async fn status_error(response: reqwest::Response) -> CallError {
         error: ErrorData,
     }
     match serde_json::from_slice::<Failure>(&body) {
-        Ok(Failure { error }) => {
-            let mut c = CallError::new(category_of_code(error.code), error.message.to_string());
-            c.upstream_code = Some(error.code.0);
-            c.upstream_data = error.data.map(Box::new);
-            c.delivery = by_status.delivery;
-            c.retry_after = by_status.retry_after;
-            c
-        }
+        Ok(Failure { error }) => CallError {
+            delivery: by_status.delivery,
+            retry_after: by_status.retry_after,
+            ..from_service_error(ServiceError::McpError(error), true)
+        },
         Err(_) => by_status,
     }
 }

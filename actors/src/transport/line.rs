@@ -178,6 +178,62 @@ impl Line {
     }
 }
 
+/// A wire that carries a call's JSON-RPC text past rmcp.
+trait RawWire {
+    /// An id of the wire's own for the next request.
+    fn next_id(&self) -> u64;
+    /// Sends the request `text` written with `id` and waits for its answer.
+    fn exchange(
+        &self,
+        id: u64,
+        text: Vec<u8>,
+        out: &Outgoing<'_>,
+    ) -> impl Future<Output = Result<Answer, CallError>> + Send;
+    /// The caller stopped waiting for `id`: sends `notifications/cancelled`.
+    fn cancel(&self, id: u64, text: Vec<u8>);
+}
+
+impl RawWire for Line {
+    fn next_id(&self) -> u64 {
+        Line::next_id(self)
+    }
+
+    async fn exchange(
+        &self,
+        id: u64,
+        text: Vec<u8>,
+        _out: &Outgoing<'_>,
+    ) -> Result<Answer, CallError> {
+        let closed = || CallError::new(ErrorCategory::Network, "upstream connection closed");
+        let answer = self.request(id, text).map_err(|_| closed())?;
+        answer.await.map_err(|_| closed().maybe_sent())
+    }
+
+    fn cancel(&self, id: u64, text: Vec<u8>) {
+        self.forget(id);
+        self.notify(text);
+    }
+}
+
+impl RawWire for HttpLine {
+    fn next_id(&self) -> u64 {
+        HttpLine::next_id(self)
+    }
+
+    fn exchange(
+        &self,
+        id: u64,
+        text: Vec<u8>,
+        out: &Outgoing<'_>,
+    ) -> impl Future<Output = Result<Answer, CallError>> + Send {
+        HttpLine::exchange(self, id, text, out)
+    }
+
+    fn cancel(&self, _id: u64, text: Vec<u8>) {
+        HttpLine::cancel(self, text);
+    }
+}
+
 /// Whether a call has been handed to the upstream. Shared with the router,
 /// which reads it when a service dies before answering: a call that was
 /// never sent can go anywhere again; one that was may have run.
@@ -321,9 +377,9 @@ impl Upstream {
         };
         for _ in 0..MAX_INPUT_ROUNDS {
             let reply = match &self.wire {
-                Wire::Stdio(line) => self.line_round(line, out, &answers).await?,
+                Wire::Stdio(line) => self.raw_round(line, out, &answers).await?,
                 Wire::Http(http) if http.carries(out.schema) => {
-                    self.http_round(http, out, &answers).await?
+                    self.raw_round(http, out, &answers).await?
                 }
                 _ => self.peer_round(out, &answers).await?,
             };
@@ -348,19 +404,20 @@ impl Upstream {
         .maybe_sent())
     }
 
-    /// One `tools/call` round trip on the line: the request written as
-    /// text, its answer read as text, progress routed to the caller, and
-    /// the deadline and the caller's departure both cancelling it upstream.
-    async fn line_round(
+    /// One `tools/call` round trip past rmcp: the request written as text
+    /// with an id of the wire's own, its answer read as text, progress
+    /// routed to the caller, and the deadline and the caller's departure
+    /// both cancelling it upstream.
+    async fn raw_round<W: RawWire>(
         &self,
-        line: &Line,
+        wire: &W,
         out: &Outgoing<'_>,
         answers: &Answers,
     ) -> Result<CallReply, CallError> {
         if out.events.is_closed() {
             return Err(caller_left_before_sending());
         }
-        let id = line.next_id();
+        let id = wire.next_id();
         let text = request_text(self, out, answers, id)?;
         let token = ProgressToken(NumberOrString::Number(
             i64::try_from(id).unwrap_or(i64::MAX),
@@ -368,49 +425,11 @@ impl Upstream {
         let _outstanding = self.handler.outstanding();
         let _route = self.handler.watch_progress(token, out.events.clone());
         out.ticket.mark_sent();
-        let Ok(answer) = line.request(id, text) else {
-            return Err(CallError::new(
-                ErrorCategory::Network,
-                "upstream connection closed",
-            ));
-        };
-        match wait_for(out, answer).await {
-            Ok(Ok(answer)) => answer.into_reply(),
-            Ok(Err(_)) => Err(
-                CallError::new(ErrorCategory::Network, "upstream connection closed").maybe_sent(),
-            ),
-            Err(gave_up) => {
-                line.forget(id);
-                line.notify(cancelled_text(id, gave_up.reason()));
-                Err(gave_up.error(out.timeout))
-            }
-        }
-    }
-
-    /// One `tools/call` round trip as a `POST` to a Streamable HTTP
-    /// upstream, in the session rmcp opened.
-    async fn http_round(
-        &self,
-        http: &HttpLine,
-        out: &Outgoing<'_>,
-        answers: &Answers,
-    ) -> Result<CallReply, CallError> {
-        if out.events.is_closed() {
-            return Err(caller_left_before_sending());
-        }
-        let id = http.next_id();
-        let text = request_text(self, out, answers, id)?;
-        let token = ProgressToken(NumberOrString::Number(
-            i64::try_from(id).unwrap_or(i64::MAX),
-        ));
-        let _outstanding = self.handler.outstanding();
-        let _route = self.handler.watch_progress(token, out.events.clone());
-        out.ticket.mark_sent();
-        match wait_for(out, http.exchange(id, text, out)).await {
+        match wait_for(out, wire.exchange(id, text, out)).await {
             Ok(Ok(answer)) => answer.into_reply(),
             Ok(Err(e)) => Err(e),
             Err(gave_up) => {
-                http.cancel(cancelled_text(id, gave_up.reason()));
+                wire.cancel(id, cancelled_text(id, gave_up.reason()));
                 Err(gave_up.error(out.timeout))
             }
         }
