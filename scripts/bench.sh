@@ -288,7 +288,8 @@ with open(sys.argv[3], "w") as out:
             me, direct, peer = med.get((t, "2025", c)), med.get(("direct", "2025", c)), med.get((p, "2025", c))
             if not me or not direct:
                 continue
-            line = f"- c={c}, mcpvisor `{t}`: {me[0] / direct[0]:.2f}× direct's req/s, p50 {me[1] - direct[1]:.0f} µs above direct"
+            gap = me[1] - direct[1]
+            line = f"- c={c}, mcpvisor `{t}`: {me[0] / direct[0]:.2f}× direct's req/s, p50 {abs(gap):.0f} µs {'above' if gap >= 0 else 'below'} direct"
             if peer:
                 line += f"; {me[0] / peer[0]:.2f}× `{p}`'s req/s at {me[4] / peer[4]:.2f}× its CPU per call"
             out.write(line + "\n")
