@@ -150,40 +150,22 @@ start_peer() {
 }
 SIM_ARGS=(sim --stdio --unit-latency-ms 0)
 if (( PEERS )); then
-  port=$(free_port)
-  # Logging off, as for mcpvisor (its default level writes two lines per call).
-  cat > "$WORK/rust-mcp-proxy.toml" <<EOT
-[observability]
-log_level = "error"
-[proxy]
-name = "bench"
-separator = "/"
-[proxy.listen]
-host = "127.0.0.1"
-port = $port
-[[backends]]
-name = "asana"
-transport = "stdio"
-command = "$BIN"
-args = ["sim", "--stdio", "--unit-latency-ms", "0"]
-EOT
-  start_peer rust-mcp-proxy "$port" / "$RUST_PROXY" --config "$WORK/rust-mcp-proxy.toml"
-  port=$(free_port)
-  cat > "$WORK/rust-mcp-proxy-http.toml" <<EOT
-[observability]
-log_level = "error"
-[proxy]
-name = "bench"
-separator = "/"
-[proxy.listen]
-host = "127.0.0.1"
-port = $port
-[[backends]]
-name = "asana"
-transport = "http"
-url = "http://127.0.0.1:$SIM_PORT/mcp"
-EOT
-  start_peer rust-mcp-proxy-http "$port" / "$RUST_PROXY" --config "$WORK/rust-mcp-proxy-http.toml"
+  # The Rust mcp-proxy NAME in front of one backend (the remaining
+  # arguments: its TOML lines), logging off as for mcpvisor (its default
+  # level writes two lines per call).
+  start_rust_proxy() {
+    local name=$1 port; shift
+    port=$(free_port)
+    {
+      printf '[observability]\nlog_level = "error"\n[proxy]\nname = "bench"\nseparator = "/"\n'
+      printf '[proxy.listen]\nhost = "127.0.0.1"\nport = %s\n[[backends]]\nname = "asana"\n' "$port"
+      printf '%s\n' "$@"
+    } > "$WORK/$name.toml"
+    start_peer "$name" "$port" / "$RUST_PROXY" --config "$WORK/$name.toml"
+  }
+  start_rust_proxy rust-mcp-proxy 'transport = "stdio"' "command = \"$BIN\"" \
+    'args = ["sim", "--stdio", "--unit-latency-ms", "0"]'
+  start_rust_proxy rust-mcp-proxy-http 'transport = "http"' "url = \"http://127.0.0.1:$SIM_PORT/mcp\""
   port=$(free_port)
   start_peer py-mcp-proxy "$port" /mcp "$PY_PROXY" --host 127.0.0.1 --port "$port" --log-level ERROR -- "$BIN" "${SIM_ARGS[@]}"
   port=$(free_port)

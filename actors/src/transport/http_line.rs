@@ -647,6 +647,49 @@ mod tests {
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
     use tokio::sync::mpsc;
 
+    /// What a test call borrows.
+    #[derive(Default)]
+    struct Held {
+        caller: Caller,
+        ticket: Ticket,
+        cancel: tokio_util::sync::CancellationToken,
+        schema: JsonObject,
+    }
+
+    impl Held {
+        fn out<'a>(&'a self, name: &'a str, events: &'a EventSink) -> Outgoing<'a> {
+            Outgoing {
+                name,
+                arguments: None,
+                caller: &self.caller,
+                events,
+                ticket: &self.ticket,
+                timeout: std::time::Duration::from_secs(10),
+                cancel: &self.cancel,
+                progress: true,
+                schema: &self.schema,
+            }
+        }
+    }
+
+    fn line_to(
+        url: reqwest::Url,
+        version: ProtocolVersion,
+        session: SessionId,
+        configured: HeaderMap,
+        handler: &UpstreamHandler,
+    ) -> HttpLine {
+        HttpLine::new(HttpLineParts {
+            client: reqwest::Client::new(),
+            url,
+            configured,
+            session,
+            version,
+            handler: handler.clone(),
+            max_body: 1 << 20,
+        })
+    }
+
     /// One HTTP/1.1 request as a loopback upstream reads it.
     struct Seen {
         method: String,
@@ -760,15 +803,13 @@ mod tests {
         session.set(Some("sess-1"));
         let mut configured = HeaderMap::new();
         configured.insert("x-api-key", HeaderValue::from_static("k"));
-        let line = HttpLine::new(HttpLineParts {
-            client: reqwest::Client::new(),
+        let line = line_to(
             url,
-            configured,
+            ProtocolVersion::V_2025_11_25,
             session,
-            version: ProtocolVersion::V_2025_11_25,
-            handler: handler.clone(),
-            max_body: 1 << 20,
-        });
+            configured,
+            &handler,
+        );
         let (sink, mut events) = EventSink::channel(16);
         let (sink, mut asks) = sink.with_asks(serde_json::json!({"elicitation": {}}));
         tokio::spawn(async move {
@@ -780,18 +821,8 @@ mod tests {
         let id = line.next_id();
         let token = rmcp::model::ProgressToken(rmcp::model::NumberOrString::Number(id as i64));
         let _route = handler.watch_progress(token, sink.clone());
-        let schema = JsonObject::new();
-        let out = Outgoing {
-            name: "slow",
-            arguments: None,
-            caller: &Caller::default(),
-            events: &sink,
-            ticket: &Ticket::new(),
-            timeout: std::time::Duration::from_secs(10),
-            cancel: &tokio_util::sync::CancellationToken::new(),
-            progress: true,
-            schema: &schema,
-        };
+        let held = Held::default();
+        let out = held.out("slow", &sink);
         let text = format!(
             r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"slow"}}}}"#
         );
@@ -863,28 +894,16 @@ mod tests {
         let (tx, mut seen) = mpsc::unbounded_channel();
         let url = upstream(tx, true).await;
         let (events_tx, _events) = mpsc::unbounded_channel();
-        let line = HttpLine::new(HttpLineParts {
-            client: reqwest::Client::new(),
+        let line = line_to(
             url,
-            configured: HeaderMap::new(),
-            session: SessionId::default(),
-            version: ProtocolVersion::V_2026_07_28,
-            handler: UpstreamHandler::new(events_tx),
-            max_body: 1 << 20,
-        });
-        let schema = JsonObject::new();
+            ProtocolVersion::V_2026_07_28,
+            SessionId::default(),
+            HeaderMap::new(),
+            &UpstreamHandler::new(events_tx),
+        );
+        let held = Held::default();
         let sink = EventSink::discard();
-        let out = Outgoing {
-            name: "caf\u{e9}",
-            arguments: None,
-            caller: &Caller::default(),
-            events: &sink,
-            ticket: &Ticket::new(),
-            timeout: std::time::Duration::from_secs(10),
-            cancel: &tokio_util::sync::CancellationToken::new(),
-            progress: false,
-            schema: &schema,
-        };
+        let out = held.out("caf\u{e9}", &sink);
         for _ in 0..2 {
             let id = line.next_id();
             let text = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call"}}"#);
@@ -901,6 +920,6 @@ mod tests {
         // A tool whose schema puts arguments in headers goes through rmcp.
         let marked = serde_json::json!({"properties": {"r": {"x-mcp-header": "R"}}});
         assert!(!line.carries(marked.as_object().unwrap()));
-        assert!(line.carries(&schema));
+        assert!(line.carries(&held.schema));
     }
 }
