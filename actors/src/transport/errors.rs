@@ -75,7 +75,10 @@ pub fn from_transport_error(
         if let Some(r) = e.downcast_ref::<reqwest::Error>()
             && r.is_connect()
         {
-            return CallError::new(ErrorCategory::Network, format!("connect failed: {r}"));
+            return CallError::new(
+                ErrorCategory::Network,
+                format!("connect failed: {}", without_url(r)),
+            );
         }
         source = e.source();
     }
@@ -93,13 +96,30 @@ fn classify_http(err: &(dyn StdError + Send + Sync + 'static)) -> Option<CallErr
         // The request never left: nothing can have run.
         StreamableHttpError::Client(r) if r.is_connect() => Some(CallError::new(
             ErrorCategory::Network,
-            format!("connect failed: {r}"),
+            format!("connect failed: {}", without_url(r)),
         )),
         StreamableHttpError::AuthRequired(_) | StreamableHttpError::InsufficientScope(_) => {
             Some(CallError::new(ErrorCategory::Auth, err.to_string()))
         }
         _ => None,
     }
+}
+
+/// What a reqwest error says, without the request's URL (its Display
+/// names the URL, whose query string may carry a token).
+fn without_url(e: &reqwest::Error) -> String {
+    let mut text = String::from(if e.is_connect() {
+        "could not connect"
+    } else {
+        "request failed"
+    });
+    let mut source = StdError::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Category and delivery of an HTTP error status from an upstream.
@@ -205,7 +225,7 @@ mod tests {
             .unwrap()
             .port();
         let r = reqwest::Client::new()
-            .get(format!("http://127.0.0.1:{port}/"))
+            .get(format!("http://127.0.0.1:{port}/?token=s3cret"))
             .send()
             .await
             .expect_err("nothing listens there");
@@ -215,6 +235,9 @@ mod tests {
             (c.category, c.delivery),
             (ErrorCategory::Network, Delivery::NeverSent)
         );
+        // The URL, token and all, stays out of the message.
+        assert!(c.message.contains("connect"), "{}", c.message);
+        assert!(!c.message.contains("s3cret"), "{}", c.message);
     }
 
     #[test]

@@ -379,7 +379,7 @@ impl HttpLine {
             if let Some(session) = self.0.session.get() {
                 request = request.header(SESSION_ID, session);
             }
-            response = request.send().await.map_err(|e| lost(&e))?;
+            response = request.send().await.map_err(lost)?;
             if !response.status().is_success() {
                 break;
             }
@@ -485,7 +485,7 @@ impl HttpLine {
                 tracing::warn!(%method, id = %request_id.get(), status = %r.status(), "the upstream refused the reply to its request");
             }
             Err(e) => {
-                tracing::warn!(%method, id = %request_id.get(), error = %e, "could not send the reply to the upstream's request");
+                tracing::warn!(%method, id = %request_id.get(), error = %e.without_url(), "could not send the reply to the upstream's request");
             }
         }
     }
@@ -496,7 +496,7 @@ impl HttpLine {
         let request = self.post(text);
         tokio::spawn(async move {
             if let Err(e) = request.send().await {
-                tracing::debug!(error = %e, "could not send notifications/cancelled");
+                tracing::debug!(error = %e.without_url(), "could not send notifications/cancelled");
             }
         });
     }
@@ -566,16 +566,21 @@ fn header_text(text: &str) -> HeaderValue {
 /// the upstream; anything later may have.
 fn unsent_or_lost(e: reqwest::Error) -> CallError {
     if e.is_connect() {
-        CallError::new(ErrorCategory::Network, format!("connect failed: {e}"))
+        CallError::new(
+            ErrorCategory::Network,
+            format!("connect failed: {}", e.without_url()),
+        )
     } else {
-        lost(&e)
+        lost(e)
     }
 }
 
-fn lost(e: &reqwest::Error) -> CallError {
+/// A request that failed after it may have reached the upstream. The URL
+/// stays out of the message (a query string may carry a token).
+fn lost(e: reqwest::Error) -> CallError {
     CallError::new(
         ErrorCategory::Network,
-        format!("upstream request failed: {e}"),
+        format!("upstream request failed: {}", e.without_url()),
     )
     .maybe_sent()
 }
@@ -613,7 +618,7 @@ async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<B
         return Err(too_big(limit));
     }
     let mut whole = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| lost(&e))? {
+    while let Some(chunk) = response.chunk().await.map_err(lost)? {
         if whole.is_empty() && response.content_length() == Some(chunk.len() as u64) {
             return Ok(chunk);
         }
@@ -921,5 +926,34 @@ mod tests {
         let marked = serde_json::json!({"properties": {"r": {"x-mcp-header": "R"}}});
         assert!(!line.carries(marked.as_object().unwrap()));
         assert!(line.carries(&held.schema));
+    }
+
+    #[tokio::test]
+    async fn a_refused_call_is_never_sent_and_its_error_names_no_url() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap();
+        let url =
+            reqwest::Url::parse(&format!("http://127.0.0.1:{port}/mcp?token=s3cret")).unwrap();
+        let (events_tx, _events) = mpsc::unbounded_channel();
+        let handler = UpstreamHandler::new(events_tx);
+        let line = line_to(
+            url,
+            ProtocolVersion::V_2025_11_25,
+            SessionId::default(),
+            HeaderMap::new(),
+            &handler,
+        );
+        let held = Held::default();
+        let sink = EventSink::discard();
+        let id = line.next_id();
+        let text = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call"}}"#);
+        let e = line
+            .exchange(id, text.into_bytes(), &held.out("t", &sink))
+            .await
+            .expect_err("nothing listens there");
+        assert_eq!(e.delivery, crate::error::Delivery::NeverSent, "{e:?}");
+        assert!(!e.message.contains("s3cret"), "{}", e.message);
     }
 }
