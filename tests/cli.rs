@@ -100,39 +100,34 @@ fn the_default_config_serves_out_of_the_box() {
     );
 }
 
+/// `mcpvisor ARGS`: its output, once it has exited.
+fn mcpvisor(args: &[&str]) -> std::process::Output {
+    Command::new(common::BIN).args(args).output().unwrap()
+}
+
+/// `mcpvisor ARGS`, which must succeed: its stdout as JSON, and its stderr.
+fn mcpvisor_json(args: &[&str]) -> (serde_json::Value, String) {
+    let out = mcpvisor(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    (serde_json::from_slice(&out.stdout).unwrap(), stderr)
+}
+
 #[test]
 fn call_and_tools_talk_to_a_running_daemon() {
     let d = common::Daemon::start(&common::two_replicas(&[], &[]));
-    let out = Command::new(common::BIN)
-        .args(["tools", "--url", &d.base, "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let tools: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (tools, _) = mcpvisor_json(&["tools", "--url", &d.base, "--json"]);
     assert_eq!(tools.as_array().unwrap().len(), 42);
 
     let args = format!("{{\"project_id\":\"{}\"}}", common::PROJECT);
-    let out = Command::new(common::BIN)
-        .args([
-            "call",
-            "asana_get_project_hierarchy",
-            "--url",
-            &d.base,
-            "--args",
-            &args,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (result, _) = mcpvisor_json(&[
+        "call",
+        "asana_get_project_hierarchy",
+        "--url",
+        &d.base,
+        "--args",
+        &args,
+    ]);
     assert_eq!(
         result["structuredContent"]["data"]["project"]["gid"],
         common::PROJECT
@@ -141,20 +136,14 @@ fn call_and_tools_talk_to_a_running_daemon() {
     // An incremental tool: its chunks are counted, and the list is whole
     // again in the printed result.
     let args = format!("{{\"workspace\":\"{}\"}}", common::WORKSPACE);
-    let out = Command::new(common::BIN)
-        .args([
-            "call",
-            "asana_search_tasks",
-            "--url",
-            &d.base,
-            "--args",
-            &args,
-        ])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (result, stderr) = mcpvisor_json(&[
+        "call",
+        "asana_search_tasks",
+        "--url",
+        &d.base,
+        "--args",
+        &args,
+    ]);
     let chunked = &result["chunked"];
     let items = result["structuredContent"]["data"].as_array().unwrap();
     assert!(chunked["chunks"].as_u64().unwrap() > 5, "{chunked}");
@@ -168,10 +157,7 @@ fn call_and_tools_talk_to_a_running_daemon() {
         "{stderr}"
     );
 
-    let out = Command::new(common::BIN)
-        .args(["call", "asana_get_task", "--url", &d.base, "--args", "{}"])
-        .output()
-        .unwrap();
+    let out = mcpvisor(&["call", "asana_get_task", "--url", &d.base, "--args", "{}"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("task_id"));
 }
