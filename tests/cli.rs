@@ -545,3 +545,66 @@ fn log_format_json_writes_one_object_per_line() {
         "{log}"
     );
 }
+
+#[test]
+fn status_watch_redraws_as_a_replica_falls_and_comes_back() {
+    use std::io::{BufRead, BufReader};
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    let d = common::Daemon::start_default();
+    let mut watch = Command::new(common::BIN)
+        .args(["status", "--url", &d.base, "--watch", "0.2"])
+        .env_remove("MCPVISOR_ADMIN_TOKEN")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (lines, rx) = mpsc::channel();
+    let stdout = watch.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Reads frames (a header line each) until asana-stdio's row satisfies
+    // `want`; how many frames that took.
+    let mut frames = 0;
+    let mut until = |what: &str, want: &dyn Fn(&[&str]) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no frame with {what} within 20 s"));
+            if line.starts_with("mcpvisor at ") {
+                frames += 1;
+            }
+            if let Some(row) = line.strip_prefix("asana-stdio ") {
+                let cells: Vec<&str> = row.split_whitespace().collect();
+                if want(&cells) {
+                    return;
+                }
+            }
+        }
+    };
+    // Columns after the name: service, state, health, breaker, restarts.
+    until("asana-stdio ready", &|c| c[1] == "ready" && c[4] == "0");
+    let pid = d.service("asana-stdio")["pid"].as_u64().unwrap();
+    common::kill9(pid);
+    until("asana-stdio restarted and ready", &|c| {
+        c[1] == "ready" && c[4].parse::<u32>().is_ok_and(|n| n >= 1)
+    });
+    assert!(frames >= 2, "the table was drawn {frames} time(s)");
+
+    // Ctrl-C ends the watch cleanly.
+    let sent = Command::new("kill")
+        .args(["-INT", &watch.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let status = watch.wait().unwrap();
+    assert!(status.success(), "{status}");
+}
