@@ -2,6 +2,7 @@
 //! renders; it never decides routing — every call becomes an `Execute`
 //! message to the router, and the call's events are rendered as they come.
 
+mod access_log;
 mod admin;
 mod batch;
 mod dashboard;
@@ -201,8 +202,14 @@ pub fn bind(
         homes.register_current();
         let state = state.clone();
         App::new()
-            .wrap(actix_web::middleware::from_fn(guard::check))
-            .wrap(tracing_actix())
+            // Boxed: the guard's future (with the auth check's inside it) is
+            // kilobytes, and a future held inline would sit in every
+            // connection's task for as long as the connection lives, idle
+            // streams included.
+            .wrap(actix_web::middleware::from_fn(|req, next| {
+                Box::pin(guard::check(req, next))
+            }))
+            .wrap(actix_web::middleware::from_fn(access_log::middleware))
             .configure(move |cfg| routes(cfg, &state))
     })
     .workers(workers)
@@ -231,12 +238,4 @@ fn worker_count(configured: usize) -> usize {
     std::thread::available_parallelism()
         .map_or(1, |n| n.get().saturating_sub(1))
         .clamp(1, 8)
-}
-
-/// The access log: method, path (never the query string, which may carry
-/// secrets), status and duration.
-fn tracing_actix() -> actix_web::middleware::Logger {
-    actix_web::middleware::Logger::new("%{method}xi %U %s %Dms")
-        .custom_request_replace("method", |req| req.method().to_string())
-        .log_target("mcpvisor::http")
 }

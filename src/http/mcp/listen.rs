@@ -74,11 +74,11 @@ pub async fn subscriptions_listen(
         "params": {"_meta": tag, "notifications": honoured},
     });
     let change = tools.then(|| {
-        json!({
+        Arc::new(json!({
             "jsonrpc": "2.0",
             "method": "notifications/tools/list_changed",
             "params": {"_meta": tag},
-        })
+        }))
     });
     let resources = Resources {
         watching: Watching::Held(watches),
@@ -114,9 +114,13 @@ pub async fn get_stream(state: web::Data<AppState>, req: HttpRequest) -> HttpRes
     stream(&state, &req, None, Some(session_change()), Some(resources))
 }
 
-/// A legacy session's tool list change notification.
-fn session_change() -> Value {
-    json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
+/// A legacy session's tool list change notification: one value shared by
+/// every open stream.
+fn session_change() -> Arc<Value> {
+    static CHANGE: std::sync::LazyLock<Arc<Value>> = std::sync::LazyLock::new(|| {
+        Arc::new(json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}))
+    });
+    CHANGE.clone()
 }
 
 /// Which resource updates a stream carries.
@@ -159,7 +163,7 @@ pub(super) struct Listener {
     registry: Arc<mcpvisor_actors::Registry>,
     updates: broadcast::Receiver<ResourceUpdate>,
     first: Option<Value>,
-    change: Option<Value>,
+    change: Option<Arc<Value>>,
     resources: Option<Resources>,
     seen: u64,
     _open: mcpvisor_actors::metrics::StreamGuard,
@@ -169,7 +173,7 @@ impl Listener {
     fn new(
         state: &AppState,
         first: Option<Value>,
-        change: Option<Value>,
+        change: Option<Arc<Value>>,
         resources: Option<Resources>,
     ) -> Self {
         let registry = state.registry.clone();
@@ -212,7 +216,7 @@ impl Listener {
             if now != self.seen {
                 self.seen = now;
                 if let Some(c) = &self.change {
-                    return Some(c.clone());
+                    return Some(Value::clone(c));
                 }
                 continue;
             }
@@ -240,7 +244,7 @@ fn stream(
     state: &AppState,
     req: &HttpRequest,
     first: Option<Value>,
-    change: Option<Value>,
+    change: Option<Arc<Value>>,
     resources: Option<Resources>,
 ) -> HttpResponse {
     let listener = Listener::new(state, first, change, resources);
