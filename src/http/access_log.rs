@@ -1,5 +1,5 @@
 //! The access log: one line per request (target `mcpvisor::http`), written
-//! once its response is sent — for a streamed response, when the stream
+//! when its response is ready — for a streamed response, when the stream
 //! ends: method, path (never the query string, which may carry secrets),
 //! status, duration and request id. An open stream holds only its line's
 //! few fields, so idle streams stay cheap.
@@ -34,7 +34,14 @@ pub async fn middleware(
         Ok(res) => res,
         Err(e) => {
             let status = e.as_response_error().status_code();
-            Line::new(method, path, status, None, began).write();
+            let line = Line {
+                method,
+                path,
+                status,
+                request_id: None,
+                began,
+            };
+            line.write();
             return Err(e);
         }
     };
@@ -43,7 +50,13 @@ pub async fn middleware(
         .extensions()
         .get::<RequestId>()
         .map(|r| r.0.clone());
-    let line = Line::new(method, path, res.status(), request_id, began);
+    let line = Line {
+        method,
+        path,
+        status: res.status(),
+        request_id,
+        began,
+    };
     if matches!(res.response().body().size(), BodySize::Stream) {
         Ok(res.map_body(|_, body| {
             BoxBody::new(Logged {
@@ -67,22 +80,6 @@ struct Line {
 }
 
 impl Line {
-    fn new(
-        method: Method,
-        path: Box<str>,
-        status: StatusCode,
-        request_id: Option<Arc<str>>,
-        began: Instant,
-    ) -> Self {
-        Self {
-            method,
-            path,
-            status,
-            request_id,
-            began,
-        }
-    }
-
     fn write(&self) {
         let ms = self.began.elapsed().as_secs_f64() * 1000.0;
         tracing::info!(
