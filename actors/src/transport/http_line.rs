@@ -257,18 +257,22 @@ impl HttpLine {
         !self.0.standard_headers || !marks_headers(schema)
     }
 
-    /// A `POST` of `body` with the session's headers.
-    fn post(&self, body: impl Into<reqwest::Body>) -> reqwest::RequestBuilder {
-        let mut request = self
+    /// A request to the endpoint with the configured and session headers.
+    fn request(&self, method: reqwest::Method) -> reqwest::RequestBuilder {
+        let request = self
             .0
             .client
-            .post(self.0.url.clone())
-            .headers(self.0.headers.clone())
-            .body(body);
-        if let Some(session) = self.0.session.get() {
-            request = request.header(SESSION_ID, session);
+            .request(method, self.0.url.clone())
+            .headers(self.0.headers.clone());
+        match self.0.session.get() {
+            Some(session) => request.header(SESSION_ID, session),
+            None => request,
         }
-        request
+    }
+
+    /// A `POST` of `body` with the session's headers.
+    fn post(&self, body: impl Into<reqwest::Body>) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::POST).body(body)
     }
 
     /// Sends the `tools/call` written as `text` with `id` and reads until
@@ -369,17 +373,13 @@ impl HttpLine {
                 break;
             };
             tracing::debug!(last_event = %last, "resuming a call's event stream");
-            let mut request = self
-                .0
-                .client
-                .get(self.0.url.clone())
-                .headers(self.0.headers.clone())
+            response = self
+                .request(reqwest::Method::GET)
                 .header(ACCEPT, HeaderValue::from_static(EVENT_STREAM))
-                .header(LAST_EVENT_ID, last);
-            if let Some(session) = self.0.session.get() {
-                request = request.header(SESSION_ID, session);
-            }
-            response = request.send().await.map_err(lost)?;
+                .header(LAST_EVENT_ID, last)
+                .send()
+                .await
+                .map_err(lost)?;
             if !response.status().is_success() {
                 break;
             }
